@@ -158,6 +158,16 @@ class Followup(_Section):
     primary_month: float | None = None
     period_months: float = Field(6.0, gt=0.0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_primary(cls, data: Any) -> Any:
+        # resolve "the last occasion" up front so equal scenarios hash equally
+        if isinstance(data, dict) and data.get("primary_month") is None:
+            months = data.get("months", [0.0, 1.0, 3.0, 6.0, 12.0])
+            if isinstance(months, list) and months:
+                data = {**data, "primary_month": months[-1]}
+        return data
+
     @field_validator("months")
     @classmethod
     def _increasing(cls, v: list[float]) -> list[float]:
@@ -441,6 +451,14 @@ class Scenario(_Section):
                     f"design.block_size ({d.block_size}) must hold allocation_ratio "
                     f"{d.allocation_ratio:g} exactly (block_size * r/(1+r) a whole number)"
                 )
+        load = self.expected_caseload()
+        if load > s.caseload_cap:
+            raise ValueError(
+                f"size.caseload_cap ({s.caseload_cap}) is below the expected concurrent "
+                f"caseload of {load:.1f} clients per therapist; add therapists "
+                "(size.therapists_per_unit), lengthen size.recruitment_months or shorten "
+                "size.episode_months"
+            )
         if isinstance(self.outcome, BinaryOutcome):
             if self.outcome.control_rate * self.effect.risk_ratio >= 1.0:
                 raise ValueError(
@@ -448,6 +466,20 @@ class Scenario(_Section):
                     f"{self.outcome.control_rate} * {self.effect.risk_ratio}"
                 )
         return self
+
+    def expected_caseload(self) -> float:
+        """Expected concurrent clients per therapist of the busiest arm."""
+        d, s = self.design, self.size
+        overlap = min(1.0, s.episode_months / s.recruitment_months)
+        if d.kind != "individual":
+            return s.clients_per_unit * overlap / s.therapists_per_unit
+        k = s.therapists_per_unit
+        if d.control_clustered:
+            n_fit = min(max(round(k * d.treated_share), 1), k - 1)
+            per = max(d.treated_share / n_fit, (1 - d.treated_share) / (k - n_fit))
+        else:
+            per = d.treated_share / k
+        return s.clients_per_unit * per * overlap
 
     # -- conveniences ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,293 @@
+"""What every estimator shares: the long data format, the ``Estimate`` result, the registry.
+
+The long format is one row per client x occasion, as :func:`simulate.simulate_trial`
+returns it. Real data in the same shape can be used through a column mapping
+(:func:`check_long`). Every estimator is a small class built once (for a scenario or for
+options) and then fitted to many data sets: ``est = get_estimator(name, scenario)`` then
+``est.fit(data) -> Estimate``. Building once is what lets a Bayesian model compile once and
+be re-sampled on new replicates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Estimate",
+    "Estimator",
+    "LongFormatError",
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "check_long",
+    "register",
+    "get_estimator",
+    "ESTIMATORS",
+]
+
+#: Columns every estimator may rely on, with their meaning.
+REQUIRED_COLUMNS: dict[str, str] = {
+    "unit": "unit (cluster) identifier",
+    "therapist": "therapist identifier; -1 for a client with no therapist (partially nested)",
+    "client": "client identifier, unique across the trial",
+    "arm": "randomized arm (0 usual care, 1 FIT); in a stepped wedge, equal to exposure",
+    "exposure": "1 if FIT was offered to the client (stepped wedge: unit had crossed over)",
+    "month": "months since the client's start (0 = baseline)",
+    "outcome": "ORS score (0-40) or 0/1 binary outcome; NaN where not observed",
+}
+#: Columns used by some estimators when present.
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "period": "calendar period of the observation (stepped-wedge period effects)",
+    "calendar_month": "calendar month of the observation",
+    "start_month": "calendar month of the client's start",
+    "uptake": "1 if the client took up FIT (observed compliance; 0 in usual care)",
+    "fidelity": "fidelity level of the FIT therapist (0 low, 1 medium, 2 high; -1 none)",
+    "dropout": "1 if the client dropped out of treatment",
+    "observed": "True where the outcome was measured",
+}
+
+
+class LongFormatError(ValueError):
+    """Data that do not fit the long format; the message says which column and why."""
+
+
+def check_long(
+    data: pd.DataFrame,
+    columns: dict[str, str] | None = None,
+    required: tuple[str, ...] = tuple(REQUIRED_COLUMNS),
+    binary: bool | None = None,
+) -> pd.DataFrame:
+    """Validate (and rename) a long table.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per client x occasion.
+    columns : dict, optional
+        Mapping from the standard names to the names in ``data``,
+        e.g. ``{"outcome": "ors", "client": "id"}``.
+    required : tuple of str
+        Standard columns this estimator needs.
+    binary : bool, optional
+        If True, the outcome must be 0/1; if False, numeric.
+
+    Returns
+    -------
+    DataFrame
+        A copy with standard column names and ``observed`` rows only.
+
+    Raises
+    ------
+    LongFormatError
+        Missing columns, non-numeric outcomes, a client under two therapists or units.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise LongFormatError(f"expected a pandas DataFrame, got {type(data).__name__}")
+    mapping = dict(columns or {})
+    unknown = set(mapping) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS)
+    if unknown:
+        raise LongFormatError(
+            f"unknown standard column(s) in mapping: {sorted(unknown)}; allowed: "
+            f"{sorted(set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS))}"
+        )
+    df = data.rename(columns={v: k for k, v in mapping.items()})
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise LongFormatError(
+            f"missing column(s) {missing}; the long format needs {list(required)} "
+            "(pass columns={'standard': 'yours'} to map your names)"
+        )
+    if "arm" in required and "exposure" not in df.columns and "arm" in df.columns:
+        df = df.assign(exposure=df["arm"])
+    out = pd.to_numeric(df["outcome"], errors="coerce")
+    bad = out.isna() & df["outcome"].notna()
+    if bad.any():
+        example = df.loc[bad, "outcome"].iloc[0]
+        raise LongFormatError(f"column 'outcome' must be numeric; found {example!r}")
+    df = df.assign(outcome=out.astype(float))
+    if "observed" in df.columns:
+        df = df[df["observed"].astype(bool)]
+    df = df[df["outcome"].notna()]
+    if df.empty:
+        raise LongFormatError("no observed outcomes")
+    if binary is True and not df["outcome"].isin([0.0, 1.0]).all():
+        raise LongFormatError("column 'outcome' must be 0/1 for a binary model")
+    for col in ("unit", "therapist"):
+        if col in df.columns and "client" in df.columns:
+            n = df.groupby("client")[col].nunique()
+            if (n > 1).any():
+                who = n.index[n > 1][0]
+                raise LongFormatError(
+                    f"client {who!r} appears under {int(n.loc[who])} different {col}s; "
+                    f"each client must belong to one {col}"
+                )
+    if "therapist" in df.columns and "unit" in df.columns:
+        t = df[df["therapist"] != -1].groupby("therapist")["unit"].nunique()
+        if (t > 1).any():
+            raise LongFormatError(
+                f"therapist {t.index[t > 1][0]!r} appears in more than one unit"
+            )
+    for col in ("month",):
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            raise LongFormatError(f"column '{col}' must be numeric")
+    return df.reset_index(drop=True)
+
+
+@dataclass
+class Estimate:
+    """The small, uniform result of every estimator.
+
+    Attributes
+    ----------
+    estimator : str
+        Registry name of the estimator.
+    estimand : str
+        What ``estimate`` targets: ``"itt"``, ``"cace"``, ``"risk_difference"``, ...
+    estimate : float
+        Point estimate (posterior mean for Bayesian estimators).
+    se : float
+        Standard error (posterior SD for Bayesian estimators).
+    lower, upper : float
+        95% confidence or credible interval.
+    p_positive : float or None
+        Posterior P(effect > 0) (Bayesian) or one-sided ``1 - p/2`` analogue is *not*
+        reported for frequentist fits (``None``).
+    p_value : float or None
+        Two-sided p-value of no effect (frequentist estimators).
+    extra : dict
+        Other derived quantities (e.g. risk ratio, variance components, per-fidelity
+        effects), JSON-native.
+    diagnostics : dict
+        ``converged`` (bool), ``fit_seconds``, and for Bayesian fits ``rhat_max``,
+        ``ess_bulk_min``, ``divergences``; ``warnings`` as a list of strings.
+    """
+
+    estimator: str
+    estimand: str
+    estimate: float
+    se: float
+    lower: float
+    upper: float
+    p_positive: float | None = None
+    p_value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """False when the fit's diagnostics failed; such fits are flagged, never hidden."""
+        return bool(self.diagnostics.get("converged", True))
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """Decision rule used for power: p < alpha, or P(effect>0) outside [a/2, 1-a/2]."""
+        if self.p_value is not None and not math.isnan(self.p_value):
+            return self.p_value < alpha
+        if self.p_positive is not None:
+            return self.p_positive > 1 - alpha / 2 or self.p_positive < alpha / 2
+        return not (self.lower <= 0.0 <= self.upper)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native dict (NaN kept as float)."""
+        return _jsonable(asdict(self))
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat dict for one row of a replicate table (extra and diagnostics prefixed)."""
+        d = asdict(self)
+        row = {k: d[k] for k in ("estimator", "estimand", "estimate", "se", "lower",
+                                 "upper", "p_positive", "p_value")}
+        for k, v in d["diagnostics"].items():
+            row[f"diag_{k}"] = "; ".join(map(str, v)) if isinstance(v, list) else v
+        for k, v in d["extra"].items():
+            if isinstance(v, (int, float, bool, str, np.floating, np.integer)) or v is None:
+                row[f"x_{k}"] = v
+        row["converged"] = self.converged
+        return _jsonable(row)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+class Estimator:
+    """Base class: build once, then ``fit`` many data sets.
+
+    Subclasses set ``name``, ``estimand``, ``outcome_kinds`` and implement ``_fit``.
+
+    Parameters
+    ----------
+    scenario : Scenario, optional
+        Supplies ``primary_month`` and design details; options override it.
+    columns : dict, optional
+        Column mapping for real data (see :func:`check_long`).
+    **options
+        Estimator-specific options (draws, chains, ...).
+    """
+
+    name: ClassVar[str] = "base"
+    estimand: ClassVar[str] = "itt"
+    outcome_kinds: ClassVar[tuple[str, ...]] = ("ors",)
+    required: ClassVar[tuple[str, ...]] = tuple(REQUIRED_COLUMNS)
+
+    def __init__(self, scenario=None, columns: dict[str, str] | None = None, **options):
+        self.scenario = scenario
+        self.columns = columns
+        self.options = options
+        if scenario is not None:
+            self.primary_month = float(options.pop("primary_month", scenario.followup.primary))
+        else:
+            self.primary_month = options.pop("primary_month", None)
+
+    def prepare(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Validate and rename ``data``; keep observed rows."""
+        binary = "binary" in self.outcome_kinds and "ors" not in self.outcome_kinds
+        df = check_long(data, self.columns, self.required, binary=binary or None)
+        if self.primary_month is None:
+            self.primary_month = float(df["month"].max())
+        return df
+
+    def fit(self, data: pd.DataFrame) -> Estimate:
+        """Fit to one long table and return an :class:`Estimate`."""
+        return self._fit(self.prepare(data))
+
+    def _fit(self, df: pd.DataFrame) -> Estimate:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {}
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator adding an estimator to :data:`ESTIMATORS` under ``cls.name``."""
+    ESTIMATORS[cls.name] = cls
+    return cls
+
+
+def get_estimator(name: str, scenario=None, **options) -> Estimator:
+    """Build the estimator called ``name``.
+
+    Raises
+    ------
+    KeyError
+        With the list of known estimators.
+    """
+    import models  # noqa: F401  (importing the package registers every estimator)
+
+    if name not in ESTIMATORS:
+        raise KeyError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name](scenario, **options)

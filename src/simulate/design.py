@@ -1,0 +1,129 @@
+"""Randomization: clients to arms, units to arms, units to stepped-wedge steps.
+
+All functions are vectorized over clients or units and take a ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "allocate_clients",
+    "allocate_units",
+    "assign_steps",
+    "crossover_months",
+    "step_length",
+    "schedule_matrix",
+]
+
+
+def _blocked(n_per_group: np.ndarray, share: float, block_size: int, rng) -> np.ndarray:
+    """Permuted-block allocation, blocks restarting within each group.
+
+    ``n_per_group[g]`` items of group g get consecutive blocks of ``block_size`` in which
+    exactly ``block_size * share`` are treated; the last block of a group is cut short.
+    """
+    n_per_group = np.asarray(n_per_group, dtype=int)
+    k = int(round(block_size * share))
+    template = np.zeros(block_size, dtype=np.int8)
+    template[:k] = 1
+    n_blocks = -(-n_per_group // block_size)  # ceil
+    total = int(n_blocks.sum())
+    order = np.argsort(rng.random((total, block_size)), axis=1)
+    flat = template[order].ravel()
+    # position of item j of group g inside the flat block sequence
+    block_start = np.concatenate([[0], np.cumsum(n_blocks)[:-1]]) * block_size
+    group = np.repeat(np.arange(len(n_per_group)), n_per_group)
+    within = np.arange(n_per_group.sum()) - np.repeat(
+        np.concatenate([[0], np.cumsum(n_per_group)[:-1]]), n_per_group
+    )
+    return flat[block_start[group] + within].astype(np.int8)
+
+
+def allocate_clients(n_per_unit: np.ndarray, design, rng) -> np.ndarray:
+    """Randomize clients (ordered by unit, then recruitment) to FIT (1) or usual care (0).
+
+    ``simple``: independent draws with P(FIT) = r/(1+r). ``blocked`` and ``stratified``:
+    permuted blocks within unit (the unit is the stratum).
+    """
+    share = design.treated_share
+    if design.randomization == "simple":
+        return (rng.random(int(np.sum(n_per_unit))) < share).astype(np.int8)
+    return _blocked(n_per_unit, share, design.block_size, rng)
+
+
+def allocate_units(sizes: np.ndarray, design, rng) -> np.ndarray:
+    """Randomize units to FIT (1) or usual care (0) for the parallel cluster design.
+
+    ``simple``: independent draws, redrawn if every unit lands in one arm (a trial with one
+    arm cannot be analysed). ``blocked``: permuted blocks over units in random order.
+    ``stratified``: permuted blocks over units sorted by size, so arms are balanced on size.
+    """
+    n = len(sizes)
+    share = design.treated_share
+    if design.randomization == "simple":
+        for _ in range(1000):
+            arm = (rng.random(n) < share).astype(np.int8)
+            if 0 < arm.sum() < n:
+                return arm
+        raise RuntimeError("could not draw a cluster allocation with both arms present")
+    if design.randomization == "blocked":
+        order = rng.permutation(n)
+    else:
+        # ties broken at random so equal-sized units are not always in index order
+        order = np.lexsort((rng.random(n), np.asarray(sizes)))
+    arm = np.empty(n, dtype=np.int8)
+    arm[order] = _blocked(np.array([n]), share, design.block_size, rng)
+    if arm.sum() in (0, n):
+        arm[order[-1]] = 1 - arm[order[-1]]
+    return arm
+
+
+def assign_steps(sizes: np.ndarray, design, rng) -> np.ndarray:
+    """Randomize units to stepped-wedge steps 1..S, as equal in number as possible.
+
+    ``stratified`` sorts units by size and spreads each run of S similar-sized units over
+    distinct steps, so every step gets a similar mix of small and large units.
+    """
+    n, s = len(sizes), design.steps
+    counts = np.array([len(a) for a in np.array_split(np.arange(n), s)])
+    if design.randomization != "stratified":
+        labels = np.repeat(np.arange(1, s + 1), counts)
+        return labels[rng.permutation(n)].astype(np.int16)
+    order = np.lexsort((rng.random(n), np.asarray(sizes)))
+    steps = np.empty(n, dtype=np.int16)
+    pos = 0
+    for r in range(int(counts.max())):
+        labels = np.arange(1, s + 1)[counts > r]
+        chunk = order[pos : pos + len(labels)]
+        steps[chunk] = rng.permutation(labels)
+        pos += len(labels)
+    return steps
+
+
+def step_length(scenario) -> float:
+    """Months between stepped-wedge steps: recruitment spread over S + 1 periods."""
+    return scenario.size.recruitment_months / (scenario.design.steps + 1)
+
+
+def crossover_months(scenario) -> np.ndarray:
+    """Calendar month at which step s = 1..S starts FIT (index 0 is unused: -inf)."""
+    length = step_length(scenario)
+    return np.concatenate([[-np.inf], np.arange(1, scenario.design.steps + 1) * length])
+
+
+def schedule_matrix(step_of_unit: np.ndarray, scenario) -> pd.DataFrame:
+    """Units x step periods: 1 exposed, 0 control, NaN not recruiting (incomplete design).
+
+    Period k covers calendar months ``[k L, (k+1) L)`` with L = :func:`step_length`.
+    """
+    s = scenario.design.steps
+    k = np.arange(s + 1)
+    step = np.asarray(step_of_unit)[:, None]
+    x = (k[None, :] >= step).astype(float)
+    w = scenario.design.window_periods
+    if w is not None:
+        x[(k[None, :] < step - w) | (k[None, :] >= step + w)] = np.nan
+    return pd.DataFrame(x, index=pd.Index(np.arange(len(step_of_unit)), name="unit"),
+                        columns=pd.Index(k, name="period"))
