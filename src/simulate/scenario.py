@@ -427,6 +427,14 @@ class Scenario(_Section):
     compliance: Compliance = Field(default_factory=Compliance)
     analysis: Analysis = Field(default_factory=Analysis)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome_kind_defaults_to_ors(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("outcome"), dict):
+            if "kind" not in data["outcome"]:
+                data = {**data, "outcome": {"kind": "ors", **data["outcome"]}}
+        return data
+
     @model_validator(mode="after")
     def _coherent(self) -> Scenario:
         d, s = self.design, self.size
