@@ -4,6 +4,11 @@ Both processes are logistic in a client-level score ``z`` (standardized): zero u
 MCAR, the (always observed) baseline score under MAR, and the unobserved lack of progress
 under MNAR. Intercepts are calibrated on the trial's own clients so the expected rates
 equal the scenario's, whatever the mechanism.
+
+Treatment dropout is recorded as an outcome in its own right (does FIT prevent dropout?)
+and raises the odds of missing later follow-ups; it does not change the outcome
+trajectory itself, so the ITT effect on ORS is the effect of offering FIT whatever the
+client then did.
 """
 
 from __future__ import annotations
