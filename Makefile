@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
-export MPLBACKEND := Agg
 
 .PHONY: install demo test lint bench clean
 
