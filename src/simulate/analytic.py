@@ -55,6 +55,7 @@ __all__ = [
     "check_power_claim",
     "ips_power_claim",
     "ors_variance_at_primary",
+    "clipped_normal_moments",
     "power",
     "power_curve",
 ]
@@ -894,7 +895,8 @@ def check_power_claim(
     -------
     dict
         ``power_normal``, ``power_t`` (two-sample t), ``n_per_arm_for_claim`` (equal arms,
-        t test), ``odds_ratio_from_d`` and, when given, binary powers; all JSON-native.
+        t test), ``d_for_claim`` (normal), ``odds_ratio_from_d`` and, when given, binary
+        powers; all JSON-native.
 
     Examples
     --------
@@ -915,6 +917,9 @@ def check_power_claim(
     }
     if claimed_power is not None:
         out["n_per_arm_for_claim"] = n_for_power(d, 1.0, claimed_power, alpha, sides, dist="t")[1]
+        # smallest d with the claimed power at these n (normal approximation)
+        z = stats.norm.ppf(1 - alpha / sides) + stats.norm.ppf(claimed_power)
+        out["d_for_claim"] = float(z * math.sqrt(1 / n_treat + 1 / n_control))
     if risk_ratio is not None and control_rate is not None:
         p_t = control_rate * risk_ratio
         odds = control_rate / (1 - control_rate) * odds_ratio_from_d(d)
@@ -957,7 +962,9 @@ def ips_power_claim(control_rate: float = 0.20) -> dict[str, Any]:
 
 
 # -- scenario level -------------------------------------------------------------------------
-def ors_variance_at_primary(outcome: Any, compliance: Any = None) -> dict[str, float]:
+def ors_variance_at_primary(
+    outcome: Any, compliance: Any = None, clipped: bool = True
+) -> dict[str, float]:
     """Variance components of ORS at the primary month, in ORS points squared.
 
     The intake variance ``sd^2`` is split into unit (``unit_icc sd^2``), therapist
@@ -966,12 +973,16 @@ def ors_variance_at_primary(outcome: Any, compliance: Any = None) -> dict[str, f
     not-on-track classes (``share (1 - share) (mean_change - not_on_track_change)^2``) and,
     when ``compliance`` is given, the mixture of compliers and never-takers
     (``uptake (1 - uptake) (complier_shift sd)^2``), all assumed independent of the intake
-    components. The effect's own heterogeneity is left out (second order).
+    components. The effect's own heterogeneity is left out (second order). With
+    ``clipped`` every component is shrunk by the variance ratio of a normal clipped to the
+    0-40 scale at the primary-month mean (:func:`clipped_normal_moments`), because
+    ``simulate_trial`` records ORS on 0-40.
 
     Returns
     -------
     dict
-        ``var_unit``, ``var_therapist``, ``var_rest``, ``var_total``.
+        ``var_unit``, ``var_therapist``, ``var_rest``, ``var_total``, ``mean`` (latent mean
+        at the primary month under usual care), ``inside`` (share not clipped).
     """
     sd2 = outcome.sd**2
     share = outcome.not_on_track_share
@@ -980,11 +991,48 @@ def ors_variance_at_primary(outcome: Any, compliance: Any = None) -> dict[str, f
     ) ** 2
     if compliance is not None:
         extra += compliance.uptake * (1 - compliance.uptake) * (compliance.complier_shift * outcome.sd) ** 2
-    var_unit = outcome.unit_icc * sd2
-    var_th = outcome.therapist_icc * sd2
     total = sd2 + extra
+    # the 0-40 scale clips scores: shrink every component by the clipped-normal variance
+    # ratio at the primary-month mean (an approximation: the mixture is not normal)
+    mu = (outcome.intake_mean + (1 - share) * outcome.mean_change
+          + share * outcome.not_on_track_change)
+    if compliance is not None:
+        mu += compliance.uptake * compliance.complier_shift * outcome.sd
+    clip = clipped_normal_moments(mu, math.sqrt(total)) if clipped else None
+    shrink = clip["variance"] / total if clipped else 1.0
+    var_unit = outcome.unit_icc * sd2 * shrink
+    var_th = outcome.therapist_icc * sd2 * shrink
+    total *= shrink
     return {"var_unit": var_unit, "var_therapist": var_th,
-            "var_rest": total - var_unit - var_th, "var_total": total}
+            "var_rest": total - var_unit - var_th, "var_total": total,
+            "mean": mu, "inside": clip["inside"] if clipped else 1.0}
+
+
+def clipped_normal_moments(mu: float, sd: float, low: float = 0.0, high: float = 40.0) -> dict:
+    """Mean and variance of ``clip(Y, low, high)`` for ``Y ~ N(mu, sd^2)``.
+
+    ORS is recorded on 0-40, so scores beyond the scale pile up at its ends: this shrinks
+    both the variance and a mean difference (by about ``P(low < Y < high)``).
+
+    Returns
+    -------
+    dict
+        ``mean``, ``variance``, ``inside`` (``P(low < Y < high)``).
+
+    Examples
+    --------
+    >>> round(clipped_normal_moments(0.0, 1.0, -50, 50)["variance"], 6)
+    1.0
+    """
+    sd = _positive("sd", sd)
+    a, b = (low - mu) / sd, (high - mu) / sd
+    pa, pb = stats.norm.cdf(a), stats.norm.cdf(b)
+    fa, fb = stats.norm.pdf(a), stats.norm.pdf(b)
+    inside = pb - pa
+    m1 = low * pa + high * (1 - pb) + mu * inside + sd * (fa - fb)
+    m2 = (low**2 * pa + high**2 * (1 - pb) + (mu**2 + sd**2) * inside
+          + 2 * mu * sd * (fa - fb) + sd**2 * (a * fa - b * fb))
+    return {"mean": float(m1), "variance": float(m2 - m1**2), "inside": float(inside)}
 
 
 def _latent_components(outcome: Any) -> dict[str, float]:
@@ -1008,8 +1056,11 @@ def _effect(sc: Any) -> dict[str, Any]:
     dilution = sc.compliance.uptake * sc.compliance.mean_multiplier
     if sc.outcome.kind == "ors":
         full = sc.effect.d * sc.outcome.sd
-        return {"effect": full * dilution, "effect_full": full, "dilution": dilution,
-                "effect_scale": "ORS points (ITT mean difference)"}
+        inside = ors_variance_at_primary(sc.outcome, sc.compliance)["inside"]
+        # the recorded (0-40) difference is about the latent one times the unclipped share
+        return {"effect": full * dilution * inside, "effect_itt_latent": full * dilution,
+                "effect_full": full, "dilution": dilution, "unclipped_share": inside,
+                "effect_scale": "ORS points (ITT mean difference on the recorded 0-40 scale)"}
     p_c = sc.outcome.control_rate
     rd = (p_c * sc.effect.risk_ratio - p_c) * dilution
     return {"effect": rd, "effect_full": p_c * sc.effect.risk_ratio - p_c, "dilution": dilution,
@@ -1072,7 +1123,8 @@ def _power_individual(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
         # randomization within unit removes the unit variance from the contrast
         var_w = v["var_total"] - v["var_unit"]
         icc_t = icc_c = v["var_therapist"] / var_w
-        var_terms = (var_w, var_w)
+        # clients without a therapist carry no therapist variance (as in simulate_trial)
+        var_terms = (var_w, var_w if d.control_clustered else var_w - v["var_therapist"])
         iccs = {"icc_unit": v["var_unit"] / v["var_total"],
                 "icc_therapist": v["var_therapist"] / v["var_total"],
                 "icc_therapist_within_unit": icc_t}
@@ -1100,6 +1152,8 @@ def _power_individual(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
         "therapists_control": s.units * th_c,
         "clients_per_therapist_treat": m_t,
         "clients_per_therapist_control": m_c,
+        "variance_per_client_treat": var_terms[0],
+        "variance_per_client_control": var_terms[1],
         "design_effect_treat": de_t,
         "design_effect_control": de_c,
         "n_treat": arms["n_treat"],
@@ -1121,12 +1175,12 @@ def _power_cluster(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
     cv = s.cluster_size_cv
     out = {**base, "units_treat": k_t, "units_control": k_c}
     variance = 0.0
-    for arm, k, keep, clustered in (("treat", k_t, arms["keep_treat"], True),
-                                    ("control", k_c, arms["keep_control"], d.control_clustered)):
+    # every unit's clients see its therapists (simulate_trial ignores control_clustered here)
+    for arm, k, keep in (("treat", k_t, arms["keep_treat"]), ("control", k_c, arms["keep_control"])):
         m = s.clients_per_unit * keep
         p = base.get("p_treat" if arm == "treat" else "p_control")
         ic = _icc_pair(sc, p)
-        rho_t = ic["icc_therapist"] if clustered else 0.0
+        rho_t = ic["icc_therapist"]
         # three levels, sizes weighted as in Eldridge 2006: therapists share a unit's
         # (m (1+CV^2)) clients, so their term is ((CV^2+1) m - 1) rho_t / t
         big = (cv**2 + 1) * m
@@ -1155,8 +1209,9 @@ def _exposure_cells(sc: Any, x: np.ndarray) -> np.ndarray:
         for j in range(c, x.shape[1]):
             if np.isnan(x[i, j]):
                 continue
-            u = (j - c + grid) * length - lag  # months since FIT reached this client's start
-            g = np.where(u < 0, 0.0, 1.0 if ramp == 0 else np.clip(u / max(ramp, 1e-12), 0, 1))
+            u = (j - c + grid) * length  # months from the unit's crossover to the start
+            # as in simulate_trial: no FIT within the lag, fidelity ramps from crossover
+            g = np.where(u < lag, 0.0, 1.0 if ramp == 0 else np.clip(u / max(ramp, 1e-12), 0, 1))
             out[i, j] = g.mean()
     return out
 
@@ -1222,7 +1277,9 @@ def power(scenario: Any) -> dict[str, Any]:
     Dispatches on ``scenario.design.kind`` and ``scenario.outcome.kind``.
 
     - **Effect**: the ITT effect, diluted by uptake and the mean fidelity multiplier:
-      ORS ``effect.d * outcome.sd * uptake * mean_multiplier``; binary the risk difference
+      ORS ``effect.d * outcome.sd * uptake * mean_multiplier`` (``effect_itt_latent``),
+      times the share of scores not clipped by the 0-40 scale (``effect``, the difference
+      a comparison of recorded scores sees); binary the risk difference
       ``control_rate (risk_ratio - 1)`` diluted the same way.
     - **Variance** (ORS): :func:`ors_variance_at_primary` (intake ``sd^2`` plus slopes plus
       the class and complier mixtures); ICCs are the unit and therapist variances over
@@ -1235,15 +1292,17 @@ def power(scenario: Any) -> dict[str, Any]:
     - ``individual``: therapists per unit split by the allocation ratio (all of them FIT
       therapists when ``design.control_clustered`` is False: partially nested); each arm
       its own design effect with the unit-size CV as the caseload CV; randomization within
-      unit removes the unit variance from the contrast.
+      unit removes the unit variance from the contrast; unclustered controls have no
+      therapist variance (so the partially nested formula is applied with arm-specific
+      variances).
     - ``cluster``: units split by the allocation ratio; Eldridge's design effect with
       therapists nested in units.
     - ``stepped_wedge``: ``steps + 1`` periods of ``recruitment_months / (steps + 1)``,
       units spread over steps as evenly as possible (the first steps get the extra ones),
       ``clients_per_unit`` spread over the unit's observed periods (fewer periods with
       ``design.window_periods``), cells partly exposed where ``lag_months`` or
-      ``ramp_months`` delay full FIT (no effect for ``lag_months`` after crossover, then
-      a linear rise to the full effect over ``ramp_months``), cluster autocorrelation
+      ``ramp_months`` delay full FIT (no FIT for ``lag_months`` after crossover; fidelity
+      rising linearly from crossover to full over ``ramp_months``), cluster autocorrelation
       ``outcome.cluster_autocorrelation`` for the unit effect (therapist effects persist);
       GLS variance under the Hooper et al. (2016) model.
 
