@@ -48,6 +48,12 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "fidelity": "fidelity level of the FIT therapist (0 low, 1 medium, 2 high; -1 none)",
     "dropout": "1 if the client dropped out of treatment",
     "observed": "True where the outcome was measured",
+    "time": "log1p(month) / log1p(primary month): 0 at baseline, 1 at the primary month",
+    "baseline": "the client's baseline outcome",
+    "step": "stepped wedge: the unit's step (1..S)",
+    "step_period": "stepped wedge: schedule period of the client's start",
+    "complier": "latent complier status (simulation only)",
+    "srs": "Session Rating Scale score",
 }
 
 
@@ -94,47 +100,66 @@ def check_long(
             f"unknown standard column(s) in mapping: {sorted(unknown)}; allowed: "
             f"{sorted(set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS))}"
         )
-    df = data.rename(columns={v: k for k, v in mapping.items()})
+    df = data.rename(columns={v: k for k, v in mapping.items()}) if mapping else data
+    if "exposure" not in df.columns and "arm" in df.columns:
+        df = df.assign(exposure=df["arm"])
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise LongFormatError(
             f"missing column(s) {missing}; the long format needs {list(required)} "
             "(pass columns={'standard': 'yours'} to map your names)"
         )
-    if "arm" in required and "exposure" not in df.columns and "arm" in df.columns:
-        df = df.assign(exposure=df["arm"])
-    out = pd.to_numeric(df["outcome"], errors="coerce")
-    bad = out.isna() & df["outcome"].notna()
-    if bad.any():
-        example = df.loc[bad, "outcome"].iloc[0]
-        raise LongFormatError(f"column 'outcome' must be numeric; found {example!r}")
-    df = df.assign(outcome=out.astype(float))
+    # keep the standard columns only: smaller copies, and no name clashes downstream
+    known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS]
+    raw = df["outcome"]
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        out = raw.to_numpy(dtype=float)
+    else:
+        coerced = pd.to_numeric(raw, errors="coerce")
+        bad = coerced.isna() & raw.notna()
+        if bad.any():
+            raise LongFormatError(
+                f"column 'outcome' must be numeric; found {raw[bad].iloc[0]!r}"
+            )
+        out = coerced.to_numpy(dtype=float)
+    keep = ~np.isnan(out)
     if "observed" in df.columns:
-        df = df[df["observed"].astype(bool)]
-    df = df[df["outcome"].notna()]
-    if df.empty:
+        keep &= df["observed"].to_numpy(dtype=bool)
+    if not keep.any():
         raise LongFormatError("no observed outcomes")
+    df = df.loc[keep, known].reset_index(drop=True)
+    df["outcome"] = out[keep]
     if binary is True and not df["outcome"].isin([0.0, 1.0]).all():
         raise LongFormatError("column 'outcome' must be 0/1 for a binary model")
-    for col in ("unit", "therapist"):
-        if col in df.columns and "client" in df.columns:
-            n = df.groupby("client")[col].nunique()
-            if (n > 1).any():
-                who = n.index[n > 1][0]
-                raise LongFormatError(
-                    f"client {who!r} appears under {int(n.loc[who])} different {col}s; "
-                    f"each client must belong to one {col}"
-                )
+    if "client" in df.columns:
+        for col in ("unit", "therapist"):
+            if col in df.columns:
+                who = _first_mixed(df["client"].to_numpy(), df[col].to_numpy())
+                if who is not None:
+                    n = df.loc[df["client"] == who, col].nunique()
+                    raise LongFormatError(
+                        f"client {who!r} appears under {n} different {col}s; "
+                        f"each client must belong to one {col}"
+                    )
     if "therapist" in df.columns and "unit" in df.columns:
-        t = df[df["therapist"] != -1].groupby("therapist")["unit"].nunique()
-        if (t > 1).any():
-            raise LongFormatError(
-                f"therapist {t.index[t > 1][0]!r} appears in more than one unit"
-            )
+        has = df["therapist"].to_numpy() != -1
+        who = _first_mixed(df["therapist"].to_numpy()[has], df["unit"].to_numpy()[has])
+        if who is not None:
+            raise LongFormatError(f"therapist {who!r} appears in more than one unit")
     for col in ("month",):
         if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
             raise LongFormatError(f"column '{col}' must be numeric")
-    return df.reset_index(drop=True)
+    return df
+
+
+def _first_mixed(groups: np.ndarray, values: np.ndarray):
+    """First group whose rows do not all share one value, or None (sort-based, O(n log n))."""
+    if groups.size == 0:
+        return None
+    order = np.argsort(groups, kind="stable")
+    g, v = groups[order], values[order]
+    bad = (g[1:] == g[:-1]) & (v[1:] != v[:-1])
+    return g[1:][bad][0].item() if bad.any() else None
 
 
 @dataclass

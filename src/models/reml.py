@@ -1,0 +1,749 @@
+"""Exact REML / ML for nested Gaussian mixed models, O(rows) per likelihood evaluation.
+
+The model is
+
+    y = X beta + unit RE + therapist RE (nested in unit) [+ unit x period RE]
+        + client RE (intercept, slope on ``time``) + residual,
+
+with every random effect normal and the residual variance ``sigma^2``. The covariance of
+``y`` is block diagonal by unit, ``V = sigma^2 H(theta)``. Nothing ever forms or factors
+an n x n matrix. One likelihood evaluation is two sweeps of Woodbury's identity:
+
+1. **Client blocks.** For client ``c`` with rows ``Z_c = [1, time]`` and relative
+   covariance ``Gamma = L L'``, ``A_c = I + Z_c Gamma Z_c'`` has
+   ``A_c^-1 = I - Z_c L M_c^-1 L' Z_c'`` with the 2 x 2 ``M_c = I + L' Z_c'Z_c L``.
+   So ``W' A_c^-1 W`` for ``W = [X, y, Z_unit]`` needs only the per-client cross-products
+   ``Z_c'W`` (computed once per fit) and a 2 x 2 inverse per client.
+2. **Unit blocks.** Within unit ``u`` the therapist intercepts, the unit intercept (and
+   the unit x period intercepts) form ``Z_u D Z_u'`` with a diagonal ``D``;
+   ``H_u^-1 = A^-1 - A^-1 Z_u D^1/2 Q_u^-1 D^1/2 Z_u' A^-1`` with the small
+   ``Q_u = I + D^1/2 Z_u'A^-1 Z_u D^1/2`` (therapists in the unit + 1 [+ periods]).
+
+``log|H| = sum_c log|M_c| + sum_u log|Q_u|`` falls out of the same sweeps (matrix
+determinant lemma). ``beta`` and ``sigma^2`` are profiled out; the relative standard
+deviations (and the client Cholesky factor) are optimized with L-BFGS-B using the analytic
+gradient ``tr(P dH) - (m / rss) r' dH r``, whose traces need only the 2 x 2 client blocks
+and the unit-level diagonal of ``Z' P Z`` from the same sweeps (about 15 evaluations per
+fit instead of about 90 with finite differences). The Cholesky
+elements are unconstrained (``L L'`` is positive semi-definite for any sign), so a variance
+can reach zero exactly, as in lme4.
+
+Degrees of freedom for the Wald test (documented choice, ``df="between_within"``): the
+number of groups at the lowest level (unit, therapist, client) at which the tested column
+is constant, minus the number of fixed effects. A column that varies within clients (such
+as ``arm:time``) counts as client level when a client random slope is fitted, because its
+estimate is then a between-client comparison of slopes; otherwise it uses ``n - p``.
+``df="normal"`` gives Wald z tests.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(1)
+>>> unit = np.repeat(np.arange(6), 20); client = np.arange(120)
+>>> therapist = unit * 2 + np.arange(120) % 2
+>>> X = np.column_stack([np.ones(120), therapist % 2])
+>>> y = X @ [1.0, 0.5] + rng.normal(size=6)[unit] + rng.normal(size=120)
+>>> fit = fit_nested_lmm(y, X, unit, therapist, client)
+>>> fit.beta.shape
+(2,)
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+
+from models.base import Estimate, Estimator, LongFormatError, register
+
+__all__ = [
+    "MixedFit",
+    "fit_nested_lmm",
+    "trajectory_design",
+    "stepped_wedge_design",
+    "RemlTrajectory",
+    "RemlSteppedWedge",
+]
+
+_LOG2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class MixedFit:
+    """Result of :func:`fit_nested_lmm`.
+
+    Attributes
+    ----------
+    beta : ndarray
+        Fixed effects (GLS at the optimum).
+    cov_beta : ndarray
+        ``sigma^2 (X' H^-1 X)^-1``.
+    names : list of str
+        Names of the fixed effects.
+    sigma2 : float
+        Residual variance.
+    variances : dict
+        ``var_unit``, ``var_therapist``, ``var_unit_period``, ``var_client``,
+        ``var_slope``, ``cov_client_slope``, ``var_resid`` (absent components are 0).
+    llf : float
+        Maximized (restricted) log-likelihood, with the same constants as statsmodels.
+    method : str
+        ``"reml"`` or ``"ml"``.
+    converged : bool
+        The optimizer reported success.
+    boundary : list of str
+        Variance components estimated at (numerically) zero.
+    n_eval : int
+        Likelihood evaluations used.
+    df : dict
+        Between-within degrees of freedom per fixed effect.
+    """
+
+    beta: np.ndarray
+    cov_beta: np.ndarray
+    names: list[str]
+    sigma2: float
+    variances: dict[str, float]
+    llf: float
+    method: str
+    converged: bool
+    boundary: list[str] = field(default_factory=list)
+    n_eval: int = 0
+    theta: np.ndarray | None = None
+    df: dict[str, float] = field(default_factory=dict)
+    start: dict[str, float] = field(default_factory=dict)
+
+    def se(self, name: str) -> float:
+        """Standard error of the fixed effect ``name``."""
+        i = self.names.index(name)
+        return float(math.sqrt(max(self.cov_beta[i, i], 0.0)))
+
+    def coef(self, name: str) -> float:
+        """The fixed effect ``name``."""
+        return float(self.beta[self.names.index(name)])
+
+
+class _NestedLMM:
+    """Sufficient statistics and the profiled likelihood of one data set."""
+
+    def __init__(self, y, X, unit, therapist, client, z_slope, client_re, unit_period,
+                 period, client_cov):
+        n, p = X.shape
+        self.n, self.p = n, p
+        # rows sorted by unit then client, so clients and units are contiguous
+        order = np.lexsort((client, unit))
+        y, X = y[order], X[order]
+        unit, therapist, client = unit[order], therapist[order], client[order]
+        z_slope = z_slope[order]
+        period = period[order] if period is not None else None
+
+        u_codes, u_idx = np.unique(unit, return_inverse=True)
+        U = len(u_codes)
+        # clients: contiguous runs in the sorted order
+        new_c = np.r_[True, (client[1:] != client[:-1]) | (unit[1:] != unit[:-1])]
+        c_start = np.flatnonzero(new_c)
+        c_idx = np.cumsum(new_c) - 1
+        C = len(c_start)
+        c_unit = u_idx[c_start]
+        u_cstart = np.flatnonzero(np.r_[True, c_unit[1:] != c_unit[:-1]])
+        u_rstart = np.flatnonzero(np.r_[True, u_idx[1:] != u_idx[:-1]])
+
+        # unit-level random-effect design: local therapist columns, unit column, periods
+        has_t = therapist >= 0
+        self.has_therapist = bool(has_t.any())
+        if self.has_therapist:
+            # local index of each therapist within its unit (units are sorted)
+            tcode = np.unique(therapist[has_t], return_inverse=True)[1]
+            ncode = int(tcode.max()) + 1
+            pk, key = np.unique(u_idx[has_t] * ncode + tcode, return_inverse=True)
+            pu = pk // ncode
+            ustart = np.searchsorted(pu, pu, side="left")
+            rank = np.arange(len(pu)) - ustart
+            local = np.full(n, -1)
+            local[has_t] = rank[key]
+            qt = int(rank.max()) + 1
+            self.n_therapists = len(pu)
+        else:
+            local = np.full(n, -1)
+            qt = 0
+            self.n_therapists = 0
+        self.unit_period = bool(unit_period and period is not None)
+        if self.unit_period:
+            p_codes, p_idx = np.unique(period, return_inverse=True)
+            qp = len(p_codes)
+        else:
+            qp = 0
+        q = qt + 1 + qp
+        Ze = np.zeros((n, q))
+        if qt:
+            Ze[has_t, local[has_t]] = 1.0
+        Ze[:, qt] = 1.0
+        if qp:
+            Ze[np.arange(n), qt + 1 + p_idx] = 1.0
+        self.qt, self.qp, self.q = qt, qp, q
+        # which therapist columns are real in each unit (padding gets zero variance)
+        real_t = np.zeros((U, qt), dtype=bool)
+        if qt:
+            real_t[u_idx[has_t], local[has_t]] = True
+        self.real_t = real_t
+
+        W = np.column_stack([X, y, Ze])
+        k = W.shape[1]
+        self.k = k
+        # per-unit W'W
+        outer = W[:, :, None] * W[:, None, :]
+        self.WW = np.add.reduceat(outer, u_rstart, axis=0)
+        self.client_re = client_re
+        if client_re:
+            from scipy import sparse
+
+            # an intercept-only client effect is the 2 x 2 case with a zero slope column
+            zs = z_slope if client_re == 2 else np.zeros(n)
+            Zc = np.column_stack([np.ones(n), zs])
+            G = np.add.reduceat(Zc[:, :, None] * W[:, None, :], c_start, axis=0)
+            self.G = G
+            # per client: n_c, sum t, sum t^2 (the 2 x 2 Z_c'Z_c)
+            zz = np.add.reduceat(np.column_stack([np.ones(n), zs, zs * zs]), c_start, axis=0)
+            self.z00, self.z01, self.z11 = zz[:, 0], zz[:, 1], zz[:, 2]
+            self.ZZ = np.stack([np.stack([zz[:, 0], zz[:, 1]], 1),
+                                np.stack([zz[:, 1], zz[:, 2]], 1)], 1)
+            # outer products G_a' G_b for (a, b) = 00, 01 + 10, 11, so that
+            # sum_c G_c' N_c G_c is one sparse (units x 3 clients) product
+            o00 = G[:, 0, :, None] * G[:, 0, None, :]
+            o01 = G[:, 0, :, None] * G[:, 1, None, :]
+            o11 = G[:, 1, :, None] * G[:, 1, None, :]
+            outer_g = np.stack([o00, o01 + o01.transpose(0, 2, 1), o11], axis=1)
+            self.O = outer_g.reshape(C * 3, k * k)
+            # clients are contiguous by unit: row u holds columns 3 * (its clients)
+            indptr = 3 * np.r_[u_cstart, C]
+            self.S_sel = sparse.csr_matrix(
+                (np.ones(C * 3), np.arange(C * 3), indptr), shape=(U, C * 3))
+        self.c_unit = c_unit
+        self.u_cstart = u_cstart
+        self.U, self.C = U, C
+        self.client_cov = client_cov
+        self.y_sorted, self.X_sorted = y, X
+        self.c_idx, self.u_idx = c_idx, u_idx
+        self.n_eval = 0
+
+        # parameter layout
+        names = []
+        if client_re == 1:
+            names += ["c_int"]
+        elif client_re == 2:
+            names += (["l11", "l21", "l22"] if client_cov == "unstructured"
+                      else ["l11", "l22"])
+        if self.has_therapist:
+            names.append("s_ther")
+        names.append("s_unit")
+        if self.unit_period:
+            names.append("s_up")
+        self.par_names = names
+
+    # -- parameters ----------------------------------------------------------------
+    def _unpack(self, theta):
+        t = dict(zip(self.par_names, theta))
+        if self.client_re == 1:
+            L = np.array([[t["c_int"], 0.0], [0.0, 0.0]])
+        elif self.client_re == 2:
+            L = np.array([[t["l11"], 0.0], [t.get("l21", 0.0), t["l22"]]])
+        else:
+            L = None
+        return L, t.get("s_ther", 0.0), t["s_unit"], t.get("s_up", 0.0)
+
+    # -- the sweeps ----------------------------------------------------------------
+    def sweep(self, theta, keep=False):
+        """``S = [X y]' H^-1 [X y]`` and ``log|H|`` for relative parameters ``theta``.
+
+        With ``keep=True`` also returns the pieces the gradient needs.
+        """
+        self.n_eval += 1
+        L, s_t, s_u, s_p = self._unpack(theta)
+        p1 = self.p + 1
+        logdet = 0.0
+        Cu = self.WW
+        N = None
+        if L is not None:
+            a, b, c = L[0, 0], L[1, 0], L[1, 1]
+            z00, z01, z11 = self.z00, self.z01, self.z11
+            # M = I + L' Z'Z L for L = [[a, 0], [b, c]], elementwise over clients
+            s0 = a * z00 + b * z01
+            s1 = a * z01 + b * z11
+            m00 = 1.0 + a * s0 + b * s1
+            m01 = c * s1
+            m11 = 1.0 + c * c * z11
+            det = m00 * m11 - m01 * m01
+            # N = L M^-1 L' (symmetric 2 x 2)
+            i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+            n00 = a * a * i00
+            n01 = a * (b * i00 + c * i01)
+            n11 = b * b * i00 + 2 * b * c * i01 + c * c * i11
+            logdet += float(np.log(det).sum())
+            sel = self.S_sel
+            sel.data = np.column_stack([n00, n01, n11]).ravel()
+            Cu = Cu - (sel @ self.O).reshape(self.U, self.k, self.k)
+            if keep:
+                N = (n00, n01, n11)
+        # unit level
+        d = np.empty((self.U, self.q))
+        if self.qt:
+            d[:, : self.qt] = np.where(self.real_t, abs(s_t), 0.0)
+        d[:, self.qt] = abs(s_u)
+        if self.qp:
+            d[:, self.qt + 1:] = abs(s_p)
+        E = slice(p1, p1 + self.q)
+        Q = d[:, :, None] * Cu[:, E, E] * d[:, None, :]
+        Q[:, np.arange(self.q), np.arange(self.q)] += 1.0
+        Lq = np.linalg.cholesky(Q)
+        logdet += 2.0 * float(np.log(np.diagonal(Lq, axis1=1, axis2=2)).sum())
+        if not keep:
+            Y = np.linalg.solve(Lq, d[:, :, None] * Cu[:, E, :p1])
+            S = Cu[:, :p1, :p1].sum(0) - np.einsum("uqa,uqb->ab", Y, Y)
+            return S, logdet
+        # Rm = D^1/2 Q^-1 D^1/2: u'H^-1 v = u'A^-1 v - (u'A^-1 Z_e) Rm (Z_e'A^-1 v)
+        Rm = d[:, :, None] * np.linalg.inv(Q) * d[:, None, :]
+        CuE = Cu[:, E, :]
+        RC = Rm @ CuE
+        CuH = Cu - CuE.transpose(0, 2, 1) @ RC  # W'H^-1 W per unit
+        S = CuH[:, :p1, :p1].sum(0)
+        return S, logdet, (L, N, d, Rm, RC, CuH, s_t, s_u, s_p)
+
+    def profile(self, theta, method, grad=False):
+        """Profiled deviance (-2 log-likelihood), the GLS pieces and optionally the gradient.
+
+        The gradient of the deviance in a parameter with ``dH`` is
+        ``tr(P dH) - m / rss * r' dH r`` (REML; ``tr(H^-1 dH)`` for ML), ``r = H^-1 (y -
+        X beta)``, ``m = n - p`` or ``n``; the traces need only the 2 x 2 client blocks
+        and the unit-level diagonal of ``Z' P Z``, which the same sweeps provide.
+        """
+        try:
+            with np.errstate(all="ignore"):
+                out = self.sweep(theta, keep=grad)
+        except np.linalg.LinAlgError:
+            return np.inf, None
+        S, logdet = out[0], out[1]
+        if not (np.isfinite(logdet) and np.isfinite(S).all()):
+            return np.inf, None  # a far-out trial point: the line search backs off
+        p, n = self.p, self.n
+        XtX, Xty, yty = S[:p, :p], S[:p, p], S[p, p]
+        try:
+            cf = np.linalg.cholesky(XtX)
+        except np.linalg.LinAlgError:
+            return np.inf, None
+        beta = np.linalg.solve(XtX, Xty)
+        rss = max(yty - Xty @ beta, 1e-300)
+        m = n - p if method == "reml" else n
+        dev = logdet + m * (math.log(rss / m) + _LOG2PI + 1.0)
+        if method == "reml":
+            dev += 2.0 * float(np.log(np.diagonal(cf)).sum())
+        if not grad:
+            return dev, (beta, XtX, rss / m)
+        return dev, (beta, XtX, rss / m), self._gradient(out[2], beta, XtX, rss, m, method)
+
+    def _gradient(self, pieces, beta, XtX, rss, m, method):
+        L, N, d, Rm, RC, CuH, s_t, s_u, s_p = pieces
+        p, p1, qt = self.p, self.p + 1, self.qt
+        E = slice(p1, p1 + self.q)
+        Binv = np.linalg.inv(XtX)
+        rvec = np.r_[-beta, 1.0]
+        cst = m / rss
+        reml = method == "reml"
+        g = {}
+        # unit-level columns: diag(Z_e' P Z_e) and Z_e' r
+        eF = CuH[:, E, :p1]
+        er = eF @ rvec
+        diag_e = np.diagonal(CuH[:, E, E], axis1=1, axis2=2).copy()
+        if reml:
+            eX = eF[:, :, :p]
+            diag_e -= np.einsum("uqi,ij,uqj->uq", eX, Binv, eX)
+        contrib = diag_e - cst * er * er
+        if self.has_therapist:
+            g["s_ther"] = 2.0 * s_t * float(contrib[:, :qt][self.real_t].sum())
+        g["s_unit"] = 2.0 * s_u * float(contrib[:, qt].sum())
+        if self.unit_period:
+            g["s_up"] = 2.0 * s_p * float(contrib[:, qt + 1:].sum())
+        if L is not None:
+            # client blocks, written out elementwise (2 x 2 per client): batched matmul
+            # of tiny matrices costs more in numpy than the arithmetic
+            G = self.G
+            n00, n01, n11 = N
+            z00, z01, z11 = self.z00, self.z01, self.z11
+            # Z'Z N
+            a00 = z00 * n00 + z01 * n01
+            a01 = z00 * n01 + z01 * n11
+            a10 = z01 * n00 + z11 * n01
+            a11 = z01 * n01 + z11 * n11
+            G0, G1 = G[:, 0], G[:, 1]
+            # K = Z_c' A^-1 W and Z_c' A^-1 Z_c
+            K0 = G0 - a00[:, None] * G0 - a01[:, None] * G1
+            K1 = G1 - a10[:, None] * G0 - a11[:, None] * G1
+            za00 = z00 - a00 * z00 - a01 * z01
+            za01 = z01 - a00 * z01 - a01 * z11
+            za11 = z11 - a10 * z01 - a11 * z11
+            cu = self.c_unit
+            KE0, KE1 = K0[:, E], K1[:, E]
+            Rc = Rm[cu]
+            T0 = np.einsum("cq,cqr->cr", KE0, Rc)
+            T1 = np.einsum("cq,cqr->cr", KE1, Rc)
+            h00 = za00 - (T0 * KE0).sum(1)
+            h01 = za01 - (T0 * KE1).sum(1)
+            h11 = za11 - (T1 * KE1).sum(1)
+            # Z_c' H^-1 [X y]
+            RCF = RC[:, :, :p1][cu]
+            F0 = K0[:, :p1] - np.einsum("cq,cqf->cf", KE0, RCF)
+            F1 = K1[:, :p1] - np.einsum("cq,cqf->cf", KE1, RCF)
+            r0, r1 = F0 @ rvec, F1 @ rvec
+            if reml:
+                X0, X1 = F0[:, :p], F1[:, :p]
+                B0, B1 = X0 @ Binv, X1 @ Binv
+                h00 = h00 - (B0 * X0).sum(1)
+                h01 = h01 - (B0 * X1).sum(1)
+                h11 = h11 - (B1 * X1).sum(1)
+            S00 = h00.sum() - cst * (r0 @ r0)
+            S01 = h01.sum() - cst * (r0 @ r1)
+            S11 = h11.sum() - cst * (r1 @ r1)
+            gL = 2.0 * np.array([[S00, S01], [S01, S11]]) @ L
+            if self.client_re == 1:
+                g["c_int"] = gL[0, 0]
+            else:
+                g["l11"], g["l22"] = gL[0, 0], gL[1, 1]
+                if self.client_cov == "unstructured":
+                    g["l21"] = gL[1, 0]
+        return np.array([g[nm] for nm in self.par_names], dtype=float)
+
+
+def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml",
+                   client_re=None, client_cov="unstructured", period=None,
+                   unit_period=False, names=None, start=None, tol=1e-10):
+    """Fit the nested linear mixed model by REML or ML.
+
+    Parameters
+    ----------
+    y : array (n,)
+        Outcome (observed rows only).
+    X : array (n, p)
+        Fixed-effect design, full column rank.
+    unit, therapist, client : int arrays (n,)
+        Groupings; ``therapist == -1`` means the client has no therapist effect.
+    z_slope : array (n,), optional
+        Covariate of the client random slope (``time``).
+    method : {"reml", "ml"}
+    client_re : {0, 1, 2}, optional
+        Client random effects: none, intercept, intercept and slope. Default: 2 when
+        ``z_slope`` is given, else 1.
+    client_cov : {"unstructured", "diagonal"}
+        Correlated client intercept and slope, or independent (statsmodels' variance
+        components can only express the latter).
+    period : int array (n,), optional
+        Calendar period, for the unit x period random intercept.
+    unit_period : bool
+        Add a unit x period random intercept (stepped wedge, Hooper et al. 2016).
+    names : list of str, optional
+        Fixed-effect names.
+    start : array or dict, optional
+        Starting relative parameters (standard deviations relative to sigma, client
+        Cholesky elements), as an array or a dict by name (``MixedFit.start``).
+    tol : float
+        L-BFGS-B ``ftol``.
+
+    Returns
+    -------
+    MixedFit
+    """
+    if method not in ("reml", "ml"):
+        raise ValueError(f"method must be 'reml' or 'ml', got {method!r}")
+    if client_cov not in ("unstructured", "diagonal"):
+        raise ValueError(f"client_cov must be 'unstructured' or 'diagonal', got {client_cov!r}")
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be (n, p) with n = len(y) = {len(y)}, got {X.shape}")
+    if not np.all(np.isfinite(y)) or not np.all(np.isfinite(X)):
+        raise ValueError("y and X must be finite (drop unobserved rows first)")
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError("X is not of full column rank; drop collinear fixed effects")
+    if client_re is None:
+        client_re = 2 if z_slope is not None else 1
+    if client_re not in (0, 1, 2):
+        raise ValueError(f"client_re must be 0, 1 or 2, got {client_re!r}")
+    if client_re == 2 and z_slope is None:
+        raise ValueError("client_re=2 (random slope) needs z_slope")
+    z = np.zeros_like(y) if z_slope is None else np.asarray(z_slope, dtype=float)
+    unit = np.asarray(unit)
+    therapist = np.asarray(therapist)
+    client = np.asarray(client)
+    per = None if period is None else np.asarray(period)
+    if unit_period and per is None:
+        raise ValueError("unit_period=True needs period")
+    mdl = _NestedLMM(y, X, unit, therapist, client, z, client_re, unit_period, per,
+                     client_cov)
+    names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
+    theta0 = np.array([0.0 if nm == "l21" else 0.5 for nm in mdl.par_names])
+    if isinstance(start, dict):
+        # warm start by name (an estimator re-fitting similar replicates)
+        theta0 = np.array([start.get(nm, v) for nm, v in zip(mdl.par_names, theta0)])
+    elif start is not None:
+        theta0 = np.asarray(start, float)
+
+    def obj(th):
+        out = mdl.profile(th, method, grad=True)
+        if not np.isfinite(out[0]):
+            # a trial point so far out that the sweeps lose precision: a large value
+            # with a zero gradient makes the line search back off
+            return 1e30, np.zeros_like(th)
+        return out[0], out[2]
+
+    # relative SDs beyond 30 (variance ratio 900) are never plausible; the bounds also
+    # keep the first line search away from overflow
+    res = optimize.minimize(obj, theta0, jac=True, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * len(theta0),
+                            options={"ftol": tol, "gtol": 1e-7, "maxiter": 500})
+    theta = res.x
+    dev, (beta, XtX, sigma2) = mdl.profile(theta, method)
+    cov = sigma2 * np.linalg.inv(XtX)
+    L, s_t, s_u, s_p = mdl._unpack(theta)
+    var = {"var_unit": sigma2 * s_u**2, "var_therapist": sigma2 * s_t**2,
+           "var_unit_period": sigma2 * s_p**2, "var_client": 0.0, "var_slope": 0.0,
+           "cov_client_slope": 0.0, "var_resid": sigma2}
+    if L is not None:
+        Gm = sigma2 * (L @ L.T)
+        var["var_client"] = float(Gm[0, 0])
+        if Gm.shape[0] == 2:
+            var["var_slope"] = float(Gm[1, 1])
+            var["cov_client_slope"] = float(Gm[0, 1])
+    var = {k: float(v) for k, v in var.items()}
+    present = {"var_unit": True, "var_therapist": mdl.has_therapist,
+               "var_unit_period": mdl.unit_period, "var_client": client_re >= 1,
+               "var_slope": client_re == 2}
+    boundary = [k for k, on in present.items() if on and var[k] < 1e-6 * sigma2]
+    df = _between_within_df(X, names, mdl, client_re)
+    return MixedFit(beta=beta, cov_beta=cov, names=names, sigma2=float(sigma2),
+                    variances=var, llf=-0.5 * float(dev), method=method,
+                    converged=bool(res.success), boundary=boundary,
+                    n_eval=mdl.n_eval, theta=theta, df=df,
+                    start=dict(zip(mdl.par_names, map(float, theta))))
+
+
+def _between_within_df(X, names, mdl, client_re):
+    """Between-within df per fixed effect (see the module docstring)."""
+    Xs, n, p = mdl.X_sorted, mdl.n, mdl.p
+    levels = [("unit", mdl.u_idx, mdl.U), ("client", mdl.c_idx, mdl.C)]
+    out = {}
+    for j, nm in enumerate(names):
+        col = Xs[:, j]
+        g_n = None
+        for _, idx, ng in levels:
+            lo = np.full(ng, np.inf)
+            hi = np.full(ng, -np.inf)
+            np.minimum.at(lo, idx, col)
+            np.maximum.at(hi, idx, col)
+            if np.allclose(lo, hi):
+                g_n = ng
+                break
+        if g_n is None:
+            g_n = mdl.C if client_re == 2 else n
+        out[nm] = float(max(g_n - p, 1))
+    return out
+
+
+# -- designs from the long format ------------------------------------------------------
+def _log_time(df: pd.DataFrame, primary_month: float) -> np.ndarray:
+    if primary_month is None or not primary_month > 0:
+        raise LongFormatError(f"primary_month must be positive, got {primary_month!r}")
+    month = df["month"].to_numpy(dtype=float)
+    if (month < 0).any():
+        raise LongFormatError("column 'month' must be >= 0 (months since the client's start)")
+    return np.log1p(month) / math.log1p(primary_month)
+
+
+def _client_re(df: pd.DataFrame, t: np.ndarray) -> int:
+    """2 if some client has >= 3 distinct times, 1 if some has >= 2 rows, else 0."""
+    c = np.unique(df["client"].to_numpy(), return_inverse=True)[1]
+    if np.bincount(c).max() < 2:
+        return 0
+    tc = np.unique(t, return_inverse=True)[1]
+    pairs = np.unique(c * (int(tc.max()) + 1) + tc)
+    n_times = np.bincount(pairs // (int(tc.max()) + 1))
+    return 2 if n_times.max() >= 3 else 1
+
+
+def trajectory_design(df: pd.DataFrame, primary_month: float):
+    """Fixed effects of the trajectory model.
+
+    Returns ``X, names, target, time``: intercept, time, arm, arm:time with target
+    ``arm:time`` (the FIT - usual care difference at the primary month, where time = 1).
+    If ``time`` does not vary (one occasion), intercept and arm with target ``arm``.
+    """
+    t = _log_time(df, primary_month)
+    arm = df["arm"].to_numpy(dtype=float)
+    if not np.isin(arm, (0.0, 1.0)).all():
+        raise LongFormatError("column 'arm' must be 0/1")
+    if arm.min() == arm.max():
+        raise LongFormatError("column 'arm' has one value only; both arms are needed")
+    one = np.ones_like(t)
+    if np.ptp(t) == 0:
+        return np.column_stack([one, arm]), ["Intercept", "arm"], "arm", t
+    X = np.column_stack([one, t, arm, arm * t])
+    return X, ["Intercept", "time", "arm", "arm:time"], "arm:time", t
+
+
+def stepped_wedge_design(df: pd.DataFrame, primary_month: float):
+    """Fixed effects of the stepped-wedge model (Hussey & Hughes 2007).
+
+    Intercept, calendar-period effects (first period the reference) and exposure; with
+    repeated measures also time and exposure:time, and the target is exposure:time (the
+    effect of FIT at the primary month, growing with time like the trajectory model;
+    ``exposure`` is then the difference at baseline). Returns ``X, names, target, time``.
+    """
+    if "period" not in df.columns:
+        raise LongFormatError("the stepped-wedge model needs column 'period' "
+                              "(calendar period of the observation)")
+    t = _log_time(df, primary_month)
+    expo = df["exposure"].to_numpy(dtype=float)
+    if not np.isin(expo, (0.0, 1.0)).all():
+        raise LongFormatError("column 'exposure' must be 0/1")
+    if expo.min() == expo.max():
+        raise LongFormatError("column 'exposure' has one value only; a stepped wedge "
+                              "needs exposed and unexposed observations")
+    per = df["period"].to_numpy()
+    levels = np.unique(per)
+    cols = [np.ones_like(t)] + [(per == lv).astype(float) for lv in levels[1:]]
+    names = ["Intercept"] + [f"period[{lv}]" for lv in levels[1:]]
+    if np.ptp(t) > 0:
+        cols += [t, expo, expo * t]
+        names += ["time", "exposure", "exposure:time"]
+        target = "exposure:time"
+    else:
+        cols += [expo]
+        names += ["exposure"]
+        target = "exposure"
+    X = np.column_stack(cols)
+    # a period confounded with exposure (or empty) makes X rank deficient: say so
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise LongFormatError("period effects and exposure are collinear: every period "
+                              "needs exposed and unexposed observations somewhere")
+    return X, names, target, t
+
+
+def _estimate(est: Estimator, fit: MixedFit, target: str, t0: float, extra: dict):
+    b, se = fit.coef(target), fit.se(target)
+    df_kind = est.options.get("df", "between_within")
+    alpha = 0.05
+    if est.scenario is not None:
+        alpha = est.scenario.analysis.alpha
+    # scipy.special's ufuncs: the frozen scipy.stats distributions cost a millisecond
+    if df_kind == "normal":
+        q = float(special.ndtri(0.975))
+        p = float(2 * special.ndtr(-abs(b) / se)) if se > 0 else float("nan")
+    elif df_kind == "between_within":
+        dfv = fit.df[target]
+        q = float(special.stdtrit(dfv, 0.975))
+        p = float(2 * special.stdtr(dfv, -abs(b) / se)) if se > 0 else float("nan")
+    else:
+        raise ValueError(f"df must be 'between_within' or 'normal', got {df_kind!r}")
+    diag = {"converged": fit.converged, "fit_seconds": _time.perf_counter() - t0,
+            "n_eval": fit.n_eval, "boundary": ", ".join(fit.boundary),
+            "warnings": [f"variance at zero: {b_}" for b_ in fit.boundary]}
+    ex = {**fit.variances, "df": fit.df[target], "llf": fit.llf, "method": fit.method,
+          "alpha": alpha, **extra}
+    return Estimate(estimator=est.name, estimand=est.estimand, estimate=b, se=se,
+                    lower=b - q * se, upper=b + q * se, p_value=p, extra=ex,
+                    diagnostics=diag)
+
+
+def _next_start(fit: MixedFit) -> dict[str, float] | None:
+    """Warm start for the next replicate: this optimum, moved off exact zeros.
+
+    Starting at a variance of exactly zero would leave L-BFGS-B on the symmetric
+    point where the gradient vanishes, so components below 0.05 restart at 0.05.
+    """
+    if not fit.converged:
+        return None
+    return {k: (v if abs(v) >= 0.05 or k == "l21" else 0.05) for k, v in fit.start.items()}
+
+
+def _check_options(opts: dict, allowed: set[str]):
+    bad = set(opts) - allowed
+    if bad:
+        raise TypeError(f"unknown option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    if opts.get("method", "reml") not in ("reml", "ml"):
+        raise ValueError(f"method must be 'reml' or 'ml', got {opts['method']!r}")
+    if opts.get("df", "between_within") not in ("between_within", "normal"):
+        raise ValueError(f"df must be 'between_within' or 'normal', got {opts['df']!r}")
+
+
+@register
+class RemlTrajectory(Estimator):
+    """Gaussian 3-level trajectory model by exact REML (ML with ``method="ml"``).
+
+    Fixed: intercept, time, arm, arm:time; random: unit, therapist (nested; none for
+    therapist -1), client intercept and slope on time (dropped where not identified).
+    The estimate is the arm:time coefficient, the FIT - usual-care difference at the
+    primary month. Options: ``method`` ("reml"/"ml"), ``client_cov``
+    ("unstructured"/"diagonal"), ``df`` ("between_within"/"normal").
+    """
+
+    name = "reml_trajectory"
+    estimand = "itt"
+    outcome_kinds = ("ors",)
+    _allowed = {"method", "client_cov", "df"}
+
+    def __init__(self, scenario=None, columns=None, **options):
+        super().__init__(scenario, columns, **options)
+        _check_options(self.options, self._allowed)
+        self._warm = None
+
+    def _fit(self, df: pd.DataFrame) -> Estimate:
+        t0 = _time.perf_counter()
+        X, names, target, t = trajectory_design(df, self.primary_month)
+        cre = _client_re(df, t)
+        fit = fit_nested_lmm(
+            df["outcome"].to_numpy(float), X, df["unit"].to_numpy(),
+            df["therapist"].to_numpy(), df["client"].to_numpy(), t if cre == 2 else None,
+            method=self.options.get("method", "reml"), client_re=cre,
+            client_cov=self.options.get("client_cov", "unstructured"), names=names,
+            start=self._warm)
+        self._warm = _next_start(fit)
+        return _estimate(self, fit, target, t0, {"client_re": cre, "target": target})
+
+
+@register
+class RemlSteppedWedge(Estimator):
+    """Stepped-wedge mixed model by exact REML: Hussey & Hughes with repeated measures.
+
+    Fixed: intercept, calendar-period effects, exposure (+ time and exposure:time with
+    repeated measures; the estimate is then exposure:time, the effect at the primary
+    month). Random: unit, therapist, optional unit x period (``unit_period``, default
+    True), client intercept and slope where identified. Options as
+    :class:`RemlTrajectory` plus ``unit_period``.
+    """
+
+    name = "reml_stepped_wedge"
+    estimand = "itt"
+    outcome_kinds = ("ors",)
+    required = ("unit", "therapist", "client", "exposure", "month", "outcome", "period")
+    _allowed = {"method", "client_cov", "df", "unit_period"}
+
+    def __init__(self, scenario=None, columns=None, **options):
+        super().__init__(scenario, columns, **options)
+        _check_options(self.options, self._allowed)
+        self._warm = None
+
+    def _fit(self, df: pd.DataFrame) -> Estimate:
+        t0 = _time.perf_counter()
+        X, names, target, t = stepped_wedge_design(df, self.primary_month)
+        cre = _client_re(df, t)
+        per = df["period"].to_numpy()
+        up = bool(self.options.get("unit_period", True)) and len(np.unique(per)) > 1
+        fit = fit_nested_lmm(
+            df["outcome"].to_numpy(float), X, df["unit"].to_numpy(),
+            df["therapist"].to_numpy(), df["client"].to_numpy(), t if cre == 2 else None,
+            method=self.options.get("method", "reml"), client_re=cre,
+            client_cov=self.options.get("client_cov", "unstructured"), period=per,
+            unit_period=up, names=names, start=self._warm)
+        self._warm = _next_start(fit)
+        return _estimate(self, fit, target, t0, {"client_re": cre, "target": target,
+                                                 "unit_period": up})
