@@ -3,6 +3,11 @@
 Each model family lives in its own module; importing this package registers them all.
 """
 
+# Model-family modules register their estimators on import. Each is optional while the
+# package grows, but a module that exists and fails to import is an error worth seeing.
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from models.base import (  # noqa: F401
     ESTIMATORS,
     Estimate,
@@ -12,11 +17,6 @@ from models.base import (  # noqa: F401
     get_estimator,
     register,
 )
-
-# Model-family modules register their estimators on import. Each is optional while the
-# package grows, but a module that exists and fails to import is an error worth seeing.
-import importlib as _importlib
-import pkgutil as _pkgutil
 
 for _m in _pkgutil.iter_modules(__path__):
     if _m.name not in ("base",) and not _m.name.startswith("_"):

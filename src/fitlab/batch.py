@@ -1,0 +1,312 @@
+"""Run the replicates of many scenarios: resumable, seeded, local processes or Dask.
+
+:func:`run_jobs` takes jobs (scenario + plan), finds the (role, replicate, estimator) fits
+missing from each scenario folder, splits them into tasks of a few replicates, runs the
+tasks (in this process, a process pool, or on Dask), and writes each finished task's rows
+as one atomic part file. A killed batch therefore resumes where it stopped, with no fit
+lost or repeated, and a scenario with nothing missing is skipped. When a scenario's fits
+are all there, its ``diagnosands.csv``, ``replicates.parquet`` and ``manifest.json`` are
+written.
+
+Examples
+--------
+>>> from simulate import Scenario                                   # doctest: +SKIP
+>>> from fitlab.grid import scenario_job
+>>> from fitlab.batch import run_jobs
+>>> job = scenario_job(Scenario(), reps=50, estimators=["diff_means"])
+>>> result = run_jobs([job], "outputs/try", workers=2)
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fitlab import manifest as mf
+from fitlab.diagnosands import diagnose, read_diagnosands, wide
+from fitlab.grid import Job
+from fitlab.replicates import DEFAULT_SIMULATOR, run_task
+from fitlab.store import ScenarioStore
+
+__all__ = ["run_jobs", "plan_tasks", "finalize", "BatchResult", "summary_table"]
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: folders, fits run, skipped scenarios, task errors, seconds."""
+
+    root: Path
+    dirs: dict[str, Path] = field(default_factory=dict)
+    fits_run: int = 0
+    skipped: list[str] = field(default_factory=list)
+    task_errors: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    summary: pd.DataFrame | None = None
+
+
+def plan_tasks(job: Job, done: set, chunk: int) -> list[dict]:
+    """Tasks for the fits of ``job`` not in ``done``; replicates grouped ``chunk`` at a time.
+
+    The rows of replicate ``r`` only depend on ``r``, so the split affects speed, not
+    results.
+    """
+    tasks = []
+    for role, ests in job.plan.items():
+        todo: dict[int, list[str]] = {}
+        for est, reps in ests.items():
+            for r in range(reps):
+                if (role, r, est) not in done:
+                    todo.setdefault(r, []).append(est)
+        items = sorted(todo.items())
+        for i in range(0, len(items), chunk):
+            part = items[i:i + chunk]
+            tasks.append({"role": role, "items": [[r, names] for r, names in part],
+                          "n_fits": sum(len(n) for _, n in part)})
+    return tasks
+
+
+def run_jobs(
+    jobs: list[Job],
+    root: str | Path,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    dask: bool = False,
+    chunk: int | None = None,
+    simulator: str = DEFAULT_SIMULATOR,
+    progress: bool = True,
+    grid: dict | None = None,
+    max_tasks: int | None = None,
+) -> BatchResult:
+    """Run every missing fit of ``jobs`` under ``root/<scenario_id>/``.
+
+    Parameters
+    ----------
+    jobs : list of Job
+    root : path
+        Output folder; each scenario gets ``root/<scenario_id>/``.
+    workers : int
+        Processes. 1 runs in this process (no pool).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``).
+    dask : bool
+        Use a Dask ``LocalCluster`` of ``workers`` processes when no scheduler is given.
+    chunk : int, optional
+        Replicates per task (default: about four tasks per worker, at most 25).
+    simulator : str
+        ``module:function`` of the simulator.
+    progress : bool
+        Show one tqdm bar (with ETA) over every fit of the batch.
+    grid : dict, optional
+        The grid spec, recorded in each manifest.
+    max_tasks : int, optional
+        Stop after this many tasks (to test interruption and resumption).
+
+    Returns
+    -------
+    BatchResult
+    """
+    t_start = time.perf_counter()
+    root = Path(root)
+    result = BatchResult(root=root)
+    use_pool = workers > 1 or scheduler is not None or dask
+    pending: dict[str, int] = {}
+    all_tasks: list[dict] = []
+    for job in jobs:
+        sid = job.scenario_id
+        store = ScenarioStore(root / sid)
+        store.clean()
+        result.dirs[sid] = store.root
+        most = max((n for e in job.plan.values() for n in e.values()), default=1)
+        per_task = chunk or max(1, min(25, math.ceil(most / (4 * max(workers, 1)))))
+        tasks = plan_tasks(job, store.done(), per_task)
+        _start_manifest(job, store.root, grid, simulator)
+        if not tasks:
+            result.skipped.append(sid)
+            if not (store.root / "diagnosands.csv").is_file():
+                finalize(job, store.root, simulator)
+            continue
+        for t in tasks:
+            t.update(scenario=job.scenario.to_dict(), simulator=simulator, worker=use_pool,
+                     sid=sid)
+        pending[sid] = len(tasks)
+        all_tasks += tasks
+    # slow (Bayesian) tasks first, so their compile and sampling overlap the fast ones
+    # instead of trailing at the end of the batch (stable: otherwise in plan order)
+    all_tasks.sort(key=lambda t: not any(n.startswith("bayes") for _, ns in t["items"]
+                                         for n in ns))
+    if max_tasks is not None:
+        all_tasks = all_tasks[:max_tasks]
+    job_of = {j.scenario_id: j for j in jobs}
+    bar = _bar(sum(t["n_fits"] for t in all_tasks), progress)
+    try:
+        for task, rows, error in _execute(all_tasks, workers, scheduler, dask):
+            sid = task["sid"]
+            if error is not None:
+                result.task_errors.append({"scenario_id": sid, "role": task["role"],
+                                           "replicates": [r for r, _ in task["items"]],
+                                           "error": error})
+            else:
+                ScenarioStore(root / sid).write_part(rows, task["role"], task["items"][0][0])
+                result.fits_run += len(rows)
+            bar.update(task["n_fits"])
+            pending[sid] -= 1
+            if pending[sid] == 0:
+                finalize(job_of[sid], root / sid, simulator,
+                         [e for e in result.task_errors if e["scenario_id"] == sid])
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - t_start
+    result.summary = summary_table(jobs, root)
+    return result
+
+
+def _bar(total: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="fit", desc="replicates", disable=not progress,
+                file=sys.stderr, smoothing=0.1, dynamic_ncols=True)
+
+
+def _execute(tasks: list[dict], workers: int, scheduler: str | None,
+             dask: bool) -> Iterator[tuple[dict, list | None, str | None]]:
+    """Yield ``(task, rows, error)`` as tasks finish, whatever runs them."""
+    if not tasks:
+        return
+    if scheduler is not None or dask:
+        yield from _execute_dask(tasks, workers, scheduler)
+    elif workers <= 1:
+        for t in tasks:
+            try:
+                yield t, run_task(t), None
+            except Exception as exc:  # a bug in run_task itself; fits never raise
+                yield t, None, f"{type(exc).__name__}: {exc}"
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(run_task, t): t for t in tasks}
+            try:
+                for fut in as_completed(futures):
+                    t = futures[fut]
+                    try:
+                        yield t, fut.result(), None
+                    except Exception as exc:  # a worker died: leave the fits missing
+                        yield t, None, f"{type(exc).__name__}: {exc}"
+            finally:
+                for fut in futures:
+                    fut.cancel()
+
+
+def _execute_dask(tasks: list[dict], workers: int, scheduler: str | None):
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(run_task, t, pure=False) for t in tasks]
+        index = {f.key: t for f, t in zip(futures, tasks)}
+        for fut in dask_completed(futures):
+            t = index[fut.key]
+            try:
+                yield t, fut.result(), None
+            except Exception as exc:
+                yield t, None, f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _start_manifest(job: Job, folder: Path, grid: dict | None, simulator: str) -> None:
+    path = folder / "manifest.json"
+    old = mf.read_json(path) or {}
+    mf.write_json(path, {
+        "scenario_id": job.scenario_id,
+        "scenario": job.scenario.to_dict(),
+        "null_scenario_id": job.scenario.null().scenario_id,
+        "seed": job.scenario.seed,
+        "seeds": "replicate r of role s: SeedSequence(entropy=seed, spawn_key=(s, r)); "
+                 "s = 0 effect, 1 null",
+        "factors": job.factors,
+        "plan": job.plan,
+        "grid": (grid or {}).get("name"),
+        "simulator": simulator,
+        "versions": mf.versions(),
+        "git_commit": mf.git_commit(),
+        "created": old.get("created", mf.now()),
+        "finished": None,
+        "history": old.get("history", []) + [mf.now()],
+    })
+
+
+def finalize(job: Job, folder: Path, simulator: str = DEFAULT_SIMULATOR,
+             task_errors: list[dict] | None = None) -> pd.DataFrame:
+    """Write ``replicates.parquet``, ``diagnosands.csv`` and finish the manifest."""
+    folder = Path(folder)
+    table = ScenarioStore(folder).table()
+    diag = diagnose(table)
+    diag.insert(0, "scenario_id", job.scenario_id)
+    diag.to_csv(folder / ".tmp-diagnosands.csv", index=False)
+    (folder / ".tmp-diagnosands.csv").replace(folder / "diagnosands.csv")
+    table.to_parquet(folder / ".tmp-replicates.parquet", index=False)
+    (folder / ".tmp-replicates.parquet").replace(folder / "replicates.parquet")
+    m = mf.read_json(folder / "manifest.json") or {}
+    missing = sum(len(t["replicates"]) for t in task_errors or [])
+    m.update({
+        "finished": mf.now() if not task_errors else None,
+        "rows": int(len(table)),
+        "failed_fits": int(table["error"].notna().sum()) if "error" in table else 0,
+        "task_errors": task_errors or [],
+        "missing_replicates": missing,
+        "time_per_replicate": mf.timing(table),
+    })
+    mf.write_json(folder / "manifest.json", m)
+    return diag
+
+
+def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
+    """One row per (scenario, estimator): factors, diagnosands + MCSEs, analytic power."""
+    rows = []
+    for job in jobs:
+        path = Path(root) / job.scenario_id / "diagnosands.csv"
+        if not path.is_file():
+            continue
+        w = wide(read_diagnosands(path))
+        sc = job.scenario
+        meta = {"scenario_id": job.scenario_id, "name": sc.name, "design": sc.design.kind,
+                "outcome": sc.outcome.kind, "units": sc.size.units,
+                "clients_per_unit": sc.size.clients_per_unit,
+                "dropout_rate": sc.missingness.dropout_rate,
+                "attrition_rate": sc.missingness.attrition_rate,
+                "effect_d": sc.effect.d, "uptake": sc.compliance.uptake,
+                "analytic_power": analytic_power(sc)}
+        meta.update({f"f_{k}": v for k, v in job.factors.items()})
+        for r in w.to_dict("records"):
+            rows.append({**meta, **r})
+    return pd.DataFrame(rows)
+
+
+def analytic_power(scenario) -> float:
+    """``simulate.analytic.power(scenario)["power"]``, or NaN while it is not available."""
+    try:
+        from simulate.analytic import power
+    except ImportError:
+        return math.nan
+    try:
+        return float(power(scenario)["power"])
+    except Exception:  # an analytic formula that does not cover this design
+        return math.nan
