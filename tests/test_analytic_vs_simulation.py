@@ -9,10 +9,9 @@ is sqrt(2 / (R - 1)) for normal estimates, so the tolerance is 4 of those.
 import numpy as np
 import pytest
 
+from conftest import FULL
 from simulate import Scenario, simulate_trial
 from simulate.analytic import power
-
-from conftest import FULL
 
 R = 4000 if FULL else 800
 

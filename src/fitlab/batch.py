@@ -293,20 +293,26 @@ def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
                 "dropout_rate": sc.missingness.dropout_rate,
                 "attrition_rate": sc.missingness.attrition_rate,
                 "effect_d": sc.effect.d, "uptake": sc.compliance.uptake,
-                "analytic_power": analytic_power(sc)}
+                **analytic_power(sc)}
         meta.update({f"f_{k}": v for k, v in job.factors.items()})
         for r in w.to_dict("records"):
             rows.append({**meta, **r})
     return pd.DataFrame(rows)
 
 
-def analytic_power(scenario) -> float:
-    """``simulate.analytic.power(scenario)["power"]``, or NaN while it is not available."""
+def analytic_power(scenario) -> dict[str, float]:
+    """Closed-form power of the scenario (:func:`simulate.analytic.power`).
+
+    ``analytic_power`` compares primary-month outcomes; ``analytic_power_adjusted`` adjusts
+    for baseline (ANCOVA). NaN where a formula does not cover the design, recorded rather
+    than failing the summary.
+    """
+    from simulate.analytic import power
+
     try:
-        from simulate.analytic import power
-    except ImportError:
-        return math.nan
-    try:
-        return float(power(scenario)["power"])
-    except Exception:  # an analytic formula that does not cover this design
-        return math.nan
+        out = power(scenario)
+    except (ValueError, NotImplementedError):
+        return {"analytic_power": math.nan, "analytic_power_adjusted": math.nan}
+    adjusted = out.get("power_baseline_adjusted")
+    return {"analytic_power": float(out["power"]),
+            "analytic_power_adjusted": math.nan if adjusted is None else float(adjusted)}

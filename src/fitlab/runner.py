@@ -89,7 +89,6 @@ def run_notebook(
         rec["ignored_parameters"] = sorted(set(params) - declared)
         params = {k: v for k, v in params.items() if k in declared}
     rec["parameters"] = params
-    os.environ.setdefault("MPLBACKEND", "Agg")
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel_name,

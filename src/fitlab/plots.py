@@ -1,0 +1,113 @@
+"""Pictures and table helpers for the design-comparison report (notebook 04).
+
+They read the grid's ``summary.csv`` (one row per scenario and estimator, see
+:func:`fitlab.batch.summary_table`) and return matplotlib figures or DataFrames.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["DESIGN_ORDER", "pm", "varying", "condition_label", "main_estimator", "power_panels",
+           "analytic_vs_simulated"]
+
+DESIGN_ORDER = ("individual", "stepped_wedge", "cluster")
+
+
+def pm(value, mcse, digits: int = 3) -> str:
+    """``'value ± MCSE'`` for a table cell ('' for a missing value)."""
+    if pd.isna(value):
+        return ""
+    return f"{value:.{digits}f} ± {mcse:.{digits}f}" if pd.notna(mcse) else f"{value:.{digits}f}"
+
+
+def varying(df: pd.DataFrame, candidates) -> list[str]:
+    """The candidate columns of ``df`` that take more than one value."""
+    return [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
+
+
+def condition_label(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One readable label per row from the varying columns, e.g. ``attrition 0.1 · d 0.5``."""
+    short = {"attrition_rate": "attrition", "dropout_rate": "dropout", "effect_d": "d",
+             "clients_per_unit": "clients/unit"}
+    if not columns:
+        return pd.Series("all", index=df.index)
+    parts = [df[c].map(lambda v, c=c: f"{short.get(c, c)} {v:g}" if isinstance(v, float)
+                       else f"{short.get(c, c)} {v}") for c in columns]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " · " + p
+    return out
+
+
+def main_estimator(summary: pd.DataFrame) -> dict[str, str]:
+    """Per design, the estimator run on the most scenarios (the grid's fast estimator)."""
+    counts = summary.groupby(["design", "estimator"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["design", "n"], ascending=[True, False])
+    return counts.drop_duplicates("design").set_index("design")["estimator"].to_dict()
+
+
+def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
+                 analytic: str = "analytic_power"):
+    """Power against ``x``: one panel per design, side by side on a shared axis.
+
+    Each panel draws its design's main (fast) estimator, one line per combination of the
+    ``hue`` columns, with ±2 MCSE error bars; the ``analytic`` column dashed in the same
+    colour. Estimators run on only a few scenarios (Bayesian confirmation) are drawn as
+    black diamonds.
+    """
+    import matplotlib.pyplot as plt
+
+    designs = [d for d in DESIGN_ORDER if d in set(summary["design"])]
+    main = main_estimator(summary)
+    fig, axes = plt.subplots(1, len(designs), squeeze=False, sharey=True,
+                             figsize=(4.4 * len(designs), 3.8))
+    df = summary.assign(_hue=condition_label(summary, hue))
+    levels = sorted(df["_hue"].unique())
+    for j, design in enumerate(designs):
+        ax = axes[0][j]
+        d = df[df["design"] == design]
+        fast = d[d["estimator"] == main[design]]
+        for k, level in enumerate(levels):
+            g = fast[fast["_hue"] == level].sort_values(x)
+            if g.empty:
+                continue
+            ax.errorbar(g[x], g["power"], yerr=2 * g["power_mcse"], marker="o",
+                        color=f"C{k}", label=level, capsize=3)
+            if analytic in g and g[analytic].notna().any():
+                ax.plot(g[x], g[analytic], ls="--", color=f"C{k}", alpha=0.8)
+        for est, g in d[d["estimator"] != main[design]].groupby("estimator"):
+            ax.errorbar(g[x], g["power"], yerr=2 * g["power_mcse"], fmt="D", color="k",
+                        ms=6, capsize=3, label=f"{est} ({', '.join(g['_hue'].unique())})")
+        ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{design} · {main[design]}", fontsize=10)
+        ax.set_xlabel(x.replace("_", " "))
+        if j == 0:
+            ax.set_ylabel("power")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def analytic_vs_simulated(summary: pd.DataFrame):
+    """Simulated power (±2 MCSE) against analytic power, one colour per design."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ok = summary[summary["analytic_power"].notna()]
+    for k, design in enumerate(d for d in DESIGN_ORDER if d in set(ok["design"])):
+        d = ok[ok["design"] == design]
+        ax.errorbar(d["analytic_power"], d["power"], yerr=2 * d["power_mcse"], fmt="o",
+                    color=f"C{k}", label=design, alpha=0.8)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1)
+    ax.set_xlabel("analytic power")
+    ax.set_ylabel("simulated power")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    if len(ok):
+        ax.legend()
+    else:
+        ax.set_title("no analytic power available")
+    return fig
