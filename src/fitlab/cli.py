@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc.args[0]) if exc.args else str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted; run the same command again to resume", 130)
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) closed the pipe: not an error of ours; silence the
+        # interpreter's own complaint when it flushes stdout at exit
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
 
 
 def _fail(msg: str, code: int = EXIT_USER) -> int:

@@ -70,6 +70,35 @@ __all__ = [
 ]
 
 _LOG2PI = math.log(2.0 * math.pi)
+_ENGINES = ("numba", "numpy")
+_KERNELS = None  # models._reml_kernels once imported; False where numba is unavailable
+
+
+def _kernels():
+    """The numba kernels, imported on first use (numba takes ~0.3 s to import).
+
+    Returns the module, or ``None`` when numba (or a kernel's compilation) is unavailable.
+    """
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            from models import _reml_kernels
+        except ImportError:
+            _KERNELS = False
+        else:
+            _KERNELS = _reml_kernels
+    return _KERNELS or None
+
+
+def _resolve_engine(engine):
+    """``"numba"`` or ``"numpy"`` for an ``engine`` option (``None``: numba if it imports)."""
+    if engine is None:
+        return "numba" if _kernels() is not None else "numpy"
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
+    if engine == "numba" and _kernels() is None:
+        raise ImportError("engine='numba' needs numba; use engine='numpy'")
+    return engine
 # Newton's dense per-unit blocks hold units x slots^2 x parameters doubles; beyond this
 # (units with thousands of clients) L-BFGS-B on the O(rows) sweeps alone is cheaper
 _DENSE_MAX = 4_000_000
@@ -131,102 +160,110 @@ class MixedFit:
 
 
 class _NestedLMM:
-    """Sufficient statistics and the profiled likelihood of one data set."""
+    """Sufficient statistics and the profiled likelihood of one data set.
+
+    ``engine="numba"`` evaluates the profiled deviance and its gradient with the kernels
+    in :mod:`models._reml_kernels`; ``"numpy"`` with the vectorized sweeps below (the
+    reference, and the fallback where numba does not import). ``None`` picks numba when
+    it imports. The exact Hessian (:meth:`derivs`, Newton) is numpy in both.
+    """
 
     def __init__(self, y, X, unit, therapist, client, z_slope, client_re, unit_period,
-                 period, client_cov):
+                 period, client_cov, engine=None):
+        self.engine = _resolve_engine(engine)
         n, p = X.shape
         self.n, self.p = n, p
-        # rows sorted by unit then client, so clients and units are contiguous
+        # rows sorted by unit then client, so clients and units are contiguous; every
+        # grouping below is a run in this one order (no further sorts of all rows)
         order = np.lexsort((client, unit))
         y, X = y[order], X[order]
         unit, therapist, client = unit[order], therapist[order], client[order]
         z_slope = z_slope[order]
         period = period[order] if period is not None else None
 
-        u_codes, u_idx = np.unique(unit, return_inverse=True)
-        U = len(u_codes)
-        # clients: contiguous runs in the sorted order
-        new_c = np.r_[True, (client[1:] != client[:-1]) | (unit[1:] != unit[:-1])]
+        new_u = np.empty(n, dtype=bool)
+        new_u[0] = True
+        np.not_equal(unit[1:], unit[:-1], out=new_u[1:])
+        u_rstart = np.flatnonzero(new_u)
+        u_idx = np.cumsum(new_u) - 1
+        U = len(u_rstart)
+        # clients: contiguous runs in the sorted order (a new unit starts a new client)
+        new_c = new_u.copy()
+        new_c[1:] |= client[1:] != client[:-1]
         c_start = np.flatnonzero(new_c)
         c_idx = np.cumsum(new_c) - 1
         C = len(c_start)
         c_unit = u_idx[c_start]
-        u_cstart = np.flatnonzero(np.r_[True, c_unit[1:] != c_unit[:-1]])
-        u_rstart = np.flatnonzero(np.r_[True, u_idx[1:] != u_idx[:-1]])
+        u_cstart = np.searchsorted(c_unit, np.arange(U))
 
         # unit-level random-effect design: local therapist columns, unit column, periods
         has_t = therapist >= 0
         self.has_therapist = bool(has_t.any())
+        local = np.full(n, -1, dtype=np.int64)
         if self.has_therapist:
-            # local index of each therapist within its unit (units are sorted)
-            tcode = np.unique(therapist[has_t], return_inverse=True)[1]
-            ncode = int(tcode.max()) + 1
-            pk, key = np.unique(u_idx[has_t] * ncode + tcode, return_inverse=True)
-            pu = pk // ncode
-            ustart = np.searchsorted(pu, pu, side="left")
-            rank = np.arange(len(pu)) - ustart
-            local = np.full(n, -1)
-            local[has_t] = rank[key]
+            # local index of each therapist within its unit, in therapist-id order: one
+            # sort of the (unit, therapist) pairs
+            rows = np.flatnonzero(has_t)
+            tt, uu = therapist[rows], u_idx[rows]
+            o = np.lexsort((tt, uu))
+            ts, us = tt[o], uu[o]
+            newp = np.empty(len(o), dtype=bool)
+            newp[0] = True
+            newp[1:] = (ts[1:] != ts[:-1]) | (us[1:] != us[:-1])
+            pstart = np.flatnonzero(newp)
+            pu = us[pstart]
+            rank = np.arange(len(pstart)) - np.searchsorted(pu, pu, side="left")
+            local[rows[o]] = rank[np.cumsum(newp) - 1]
             qt = int(rank.max()) + 1
-            self.n_therapists = len(pu)
+            self.n_therapists = len(pstart)
+            # which therapist columns are real in each unit (padding gets zero variance)
+            real_t = np.zeros((U, qt), dtype=bool)
+            real_t[pu, rank] = True
         else:
-            local = np.full(n, -1)
             qt = 0
             self.n_therapists = 0
+            real_t = np.zeros((U, 0), dtype=bool)
         self.unit_period = bool(unit_period and period is not None)
+        col_p = np.full(n, -1, dtype=np.int64)
         if self.unit_period:
             p_codes, p_idx = np.unique(period, return_inverse=True)
             qp = len(p_codes)
+            col_p[:] = qt + 1 + p_idx
         else:
             qp = 0
         q = qt + 1 + qp
-        Ze = np.zeros((n, q))
-        if qt:
-            Ze[has_t, local[has_t]] = 1.0
-        Ze[:, qt] = 1.0
-        if qp:
-            Ze[np.arange(n), qt + 1 + p_idx] = 1.0
         self.qt, self.qp, self.q = qt, qp, q
-        # which therapist columns are real in each unit (padding gets zero variance)
-        real_t = np.zeros((U, qt), dtype=bool)
-        if qt:
-            real_t[u_idx[has_t], local[has_t]] = True
         self.real_t = real_t
-
-        W = np.column_stack([X, y, Ze])
-        k = W.shape[1]
-        self.k = k
-        # per-unit W'W
-        outer = W[:, :, None] * W[:, None, :]
-        self.WW = np.add.reduceat(outer, u_rstart, axis=0)
+        self.k = p + 1 + q
         self.client_re = client_re
-        if client_re:
-            from scipy import sparse
-
-            # an intercept-only client effect is the 2 x 2 case with a zero slope column
-            zs = z_slope if client_re == 2 else np.zeros(n)
+        # an intercept-only client effect is the 2 x 2 case with a zero slope column
+        zs = z_slope if client_re == 2 else np.zeros(n)
+        self._u_cptr = np.append(u_cstart, C).astype(np.int64)
+        if self.engine == "numba":
+            self.WW, self.G, zz, self._e_ptr, self._e_col = _kernels().accumulate(
+                np.ascontiguousarray(X), np.ascontiguousarray(y), np.ascontiguousarray(zs),
+                np.append(u_rstart, n).astype(np.int64), np.append(c_start, n).astype(np.int64),
+                self._u_cptr, local, col_p, qt, q, client_re == 2)
+        else:
+            Ze = np.zeros((n, q))
+            if qt:
+                Ze[has_t, local[has_t]] = 1.0
+            Ze[:, qt] = 1.0
+            if qp:
+                Ze[np.arange(n), col_p] = 1.0
+            W = np.column_stack([X, y, Ze])
+            # per-unit W'W, per-client Z_c'W and Z_c'Z_c
+            self.WW = np.add.reduceat(W[:, :, None] * W[:, None, :], u_rstart, axis=0)
             Zc = np.column_stack([np.ones(n), zs])
-            G = np.add.reduceat(Zc[:, :, None] * W[:, None, :], c_start, axis=0)
-            self.G = G
-            # per client: n_c, sum t, sum t^2 (the 2 x 2 Z_c'Z_c)
+            self.G = np.add.reduceat(Zc[:, :, None] * W[:, None, :], c_start, axis=0)
             zz = np.add.reduceat(np.column_stack([np.ones(n), zs, zs * zs]), c_start, axis=0)
-            self.z00, self.z01, self.z11 = zz[:, 0], zz[:, 1], zz[:, 2]
-            self.ZZ = np.stack([np.stack([zz[:, 0], zz[:, 1]], 1),
-                                np.stack([zz[:, 1], zz[:, 2]], 1)], 1)
-            # outer products G_a' G_b for (a, b) = 00, 01 + 10, 11, so that
-            # sum_c G_c' N_c G_c is one sparse (units x 3 clients) product
-            o00 = G[:, 0, :, None] * G[:, 0, None, :]
-            o01 = G[:, 0, :, None] * G[:, 1, None, :]
-            o11 = G[:, 1, :, None] * G[:, 1, None, :]
-            outer_g = np.stack([o00, o01 + o01.transpose(0, 2, 1), o11], axis=1)
-            self.O = outer_g.reshape(C * 3, k * k)
-            # clients are contiguous by unit: row u holds columns 3 * (its clients)
-            indptr = 3 * np.r_[u_cstart, C]
-            self.S_sel = sparse.csr_matrix(
-                (np.ones(C * 3), np.arange(C * 3), indptr), shape=(U, C * 3))
+        # per client: n_c, sum t, sum t^2 (the 2 x 2 Z_c'Z_c)
+        self.z00, self.z01, self.z11 = (np.ascontiguousarray(zz[:, j]) for j in range(3))
+        self._O = None  # numpy sweep's client outer products, built on first use
+        self._real_tf = real_t.astype(float)
         self.c_unit = c_unit
         self.u_cstart = u_cstart
+        self.u_rstart, self.c_start = u_rstart, c_start
         self.U, self.C = U, C
         self.client_cov = client_cov
         self.y_sorted, self.X_sorted = y, X
@@ -246,7 +283,30 @@ class _NestedLMM:
         if self.unit_period:
             names.append("s_up")
         self.par_names = names
+        # where the kernel finds l11 (or c_int), l21, l22, s_ther, s_unit, s_up in theta
+        pos = {nm: i for i, nm in enumerate(names)}
+        self._pidx = np.array([pos.get("l11", pos.get("c_int", -1)), pos.get("l21", -1),
+                               pos.get("l22", -1), pos.get("s_ther", -1),
+                               pos["s_unit"], pos.get("s_up", -1)], dtype=np.int64)
         self._layout()
+
+    def _numpy_blocks(self):
+        """Client outer products for the numpy sweep (not needed by the numba kernel).
+
+        ``sum_c G_c' N_c G_c`` per unit becomes one sparse (units x 3 clients) product
+        with the outer products ``G_a' G_b`` for (a, b) = 00, 01 + 10, 11.
+        """
+        from scipy import sparse
+
+        G, C, U, k = self.G, self.C, self.U, self.k
+        o00 = G[:, 0, :, None] * G[:, 0, None, :]
+        o01 = G[:, 0, :, None] * G[:, 1, None, :]
+        o11 = G[:, 1, :, None] * G[:, 1, None, :]
+        outer_g = np.stack([o00, o01 + o01.transpose(0, 2, 1), o11], axis=1)
+        self._O = outer_g.reshape(C * 3, k * k)
+        # clients are contiguous by unit: row u holds columns 3 * (its clients)
+        self._S_sel = sparse.csr_matrix(
+            (np.ones(C * 3), np.arange(C * 3), 3 * self._u_cptr), shape=(U, C * 3))
 
     # -- parameters ----------------------------------------------------------------
     def _unpack(self, theta):
@@ -287,9 +347,11 @@ class _NestedLMM:
             n01 = a * (b * i00 + c * i01)
             n11 = b * b * i00 + 2 * b * c * i01 + c * c * i11
             logdet += float(np.log(det).sum())
-            sel = self.S_sel
+            if self._O is None:
+                self._numpy_blocks()
+            sel = self._S_sel
             sel.data = np.column_stack([n00, n01, n11]).ravel()
-            Cu = Cu - (sel @ self.O).reshape(self.U, self.k, self.k)
+            Cu = Cu - (sel @ self._O).reshape(self.U, self.k, self.k)
             if keep:
                 N = (n00, n01, n11)
         # unit level
@@ -323,7 +385,19 @@ class _NestedLMM:
         ``tr(P dH) - m / rss * r' dH r`` (REML; ``tr(H^-1 dH)`` for ML), ``r = H^-1 (y -
         X beta)``, ``m = n - p`` or ``n``; the traces need only the 2 x 2 client blocks
         and the unit-level diagonal of ``Z' P Z``, which the same sweeps provide.
+        With ``engine="numba"`` one kernel call computes all of it.
         """
+        if self.engine == "numba":
+            self.n_eval += 1
+            dev, g, beta, XtX, sigma2 = _kernels().deviance(
+                np.ascontiguousarray(theta, dtype=float), self._pidx, method == "reml",
+                grad, self.n, self.p, self.q, self.qt, self.WW, self.G, self.z00,
+                self.z01, self.z11, self._u_cptr, self._real_tf, self._e_ptr, self._e_col)
+            if not math.isfinite(dev):
+                return np.inf, None  # a far-out trial point: the line search backs off
+            if not grad:
+                return dev, (beta, XtX, sigma2)
+            return dev, (beta, XtX, sigma2), g
         try:
             with np.errstate(all="ignore"):
                 out = self.sweep(theta, keep=grad)
@@ -622,7 +696,7 @@ class _NestedLMM:
 def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml",
                    client_re=None, client_cov="unstructured", period=None,
                    unit_period=False, names=None, start=None, tol=1e-10,
-                   optimizer="lbfgs"):
+                   optimizer="lbfgs", engine=None):
     """Fit the nested linear mixed model by REML or ML.
 
     Parameters
@@ -659,6 +733,11 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
         not converge or the per-unit blocks would be very large). Both reach the same
         optimum; Newton needs about 6 Hessian evaluations instead of about 17 gradient
         evaluations but each costs about 2.5 of them, so it is not yet faster.
+    engine : {None, "numba", "numpy"}
+        How the deviance and gradient are evaluated: the numba kernels
+        (:mod:`models._reml_kernels`, compiled on the first fit and cached on disk) or the
+        numpy sweeps (the reference). Both give the same fit to rounding. ``None``: numba
+        when it imports, else numpy.
 
     Returns
     -------
@@ -692,7 +771,7 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
     if unit_period and per is None:
         raise ValueError("unit_period=True needs period")
     mdl = _NestedLMM(y, X, unit, therapist, client, z, client_re, unit_period, per,
-                     client_cov)
+                     client_cov, engine=engine)
     names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
     theta0 = np.array([0.0 if nm == "l21" else 0.5 for nm in mdl.par_names])
     if isinstance(start, dict):
@@ -817,19 +896,25 @@ def _newton(mdl, theta0, method, maxit=50, dec_tol=1e-10, quad_tol=1e-6):
 
 
 def _between_within_df(X, names, mdl, client_re):
-    """Between-within df per fixed effect (see the module docstring)."""
+    """Between-within df per fixed effect (see the module docstring).
+
+    Units and clients are contiguous runs of the sorted rows, so the within-group range
+    of every column is one ``reduceat`` per level.
+    """
     Xs, n, p = mdl.X_sorted, mdl.n, mdl.p
-    levels = [("unit", mdl.u_idx, mdl.U), ("client", mdl.c_idx, mdl.C)]
+    levels = []
+    for starts, ng in ((mdl.u_rstart, mdl.U), (mdl.c_start, mdl.C)):
+        lo = np.minimum.reduceat(Xs, starts, axis=0)
+        hi = np.maximum.reduceat(Xs, starts, axis=0)
+        levels.append((lo, hi, ng))
+    # np.allclose's test (rtol 1e-5, atol 1e-8) for all columns at once
+    const = [((np.abs(lo - hi) <= 1e-8 + 1e-5 * np.abs(hi)).all(axis=0), ng)
+             for lo, hi, ng in levels]
     out = {}
     for j, nm in enumerate(names):
-        col = Xs[:, j]
         g_n = None
-        for _, idx, ng in levels:
-            lo = np.full(ng, np.inf)
-            hi = np.full(ng, -np.inf)
-            np.minimum.at(lo, idx, col)
-            np.maximum.at(hi, idx, col)
-            if np.allclose(lo, hi):
+        for ok, ng in const:
+            if ok[j]:
                 g_n = ng
                 break
         if g_n is None:
@@ -850,12 +935,19 @@ def _log_time(df: pd.DataFrame, primary_month: float) -> np.ndarray:
 
 def _client_re(df: pd.DataFrame, t: np.ndarray) -> int:
     """2 if some client has >= 3 distinct times, 1 if some has >= 2 rows, else 0."""
-    c = np.unique(df["client"].to_numpy(), return_inverse=True)[1]
-    if np.bincount(c).max() < 2:
+    # one sort by (client, time): rows per client and distinct times per client are runs
+    client = df["client"].to_numpy()
+    o = np.lexsort((t, client))
+    cs, ts = client[o], t[o]
+    new_c = np.empty(len(cs), dtype=bool)
+    new_c[:1] = True
+    np.not_equal(cs[1:], cs[:-1], out=new_c[1:])
+    starts = np.flatnonzero(new_c)
+    if np.diff(np.append(starts, len(cs))).max() < 2:
         return 0
-    tc = np.unique(t, return_inverse=True)[1]
-    pairs = np.unique(c * (int(tc.max()) + 1) + tc)
-    n_times = np.bincount(pairs // (int(tc.max()) + 1))
+    new_t = new_c.copy()
+    new_t[1:] |= ts[1:] != ts[:-1]
+    n_times = np.add.reduceat(new_t.astype(np.int64), starts)
     return 2 if n_times.max() >= 3 else 1
 
 
