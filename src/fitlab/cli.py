@@ -302,7 +302,9 @@ def _cmd_demo(args) -> int:
     default = repo / "params" / "fit_individual.yaml"
     params = {"scenario": str(default) if default.is_file() else "default",
               "output_dir": str(demo_dir.resolve()), "out_dir": str(demo_dir.resolve()),
-              "results_dir": str(demo_dir.resolve()), "fast": True}
+              "results_dir": str(demo_dir.resolve()),
+              # full-size posterior runs: these reports are what researchers read
+              "fast": False}
     print(f"[demo] notebooks 01-03 -> {demo_dir}", flush=True)
     recs = run_notebooks([(notebooks_dir() / nb, params) for nb in DEMO_NOTEBOOKS], demo_dir,
                          log=lambda line: print("  " + line, flush=True))
