@@ -46,6 +46,8 @@ from typing import Any
 
 import yaml
 
+from simulate.errors import ProblemsError
+
 __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job",
            "default_estimators", "resolve_scenario"]
 
@@ -60,14 +62,11 @@ FAST = {("ors", "individual"): "reml_trajectory", ("ors", "cluster"): "reml_traj
         ("binary", "cluster"): "glm_binary", ("binary", "stepped_wedge"): "glm_binary"}
 
 
-class GridError(ValueError):
+class GridError(ProblemsError):
     """A grid that cannot be used; ``problems`` lists one message per problem."""
 
     def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid grid {source}:\n{lines}")
+        super().__init__("grid", source, problems)
 
 
 @dataclass
@@ -261,11 +260,12 @@ def scenario_job(scenario, reps: int, estimators: list[str] | None = None,
                  null: bool = True) -> Job:
     """A one-scenario job (what ``fitlab run`` does)."""
     from models import ESTIMATORS, get_estimator  # noqa: F401
+    from models.base import EstimatorError
 
     ests = list(estimators) if estimators else default_estimators(scenario)
     for e in ests:
         if e not in ESTIMATORS:
-            raise KeyError(f"unknown estimator {e!r}; known: {sorted(ESTIMATORS)}")
+            raise EstimatorError(f"unknown estimator {e!r}; known: {sorted(ESTIMATORS)}")
     plan = {"effect": dict.fromkeys(ests, reps)}
     if null:
         plan["null"] = dict.fromkeys(ests, reps)

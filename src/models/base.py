@@ -17,10 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from simulate.errors import FitlabError
+
 __all__ = [
     "Estimate",
     "Estimator",
     "LongFormatError",
+    "EstimatorError",
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "check_long",
@@ -57,8 +60,12 @@ OPTIONAL_COLUMNS: dict[str, str] = {
 }
 
 
-class LongFormatError(ValueError):
+class LongFormatError(FitlabError, ValueError):
     """Data that do not fit the long format; the message says which column and why."""
+
+
+class EstimatorError(FitlabError, ValueError):
+    """An unknown estimator, or options an estimator does not accept."""
 
 
 def check_long(
@@ -308,11 +315,11 @@ def get_estimator(name: str, scenario=None, **options) -> Estimator:
 
     Raises
     ------
-    KeyError
+    EstimatorError
         With the list of known estimators.
     """
     import models  # noqa: F401  (importing the package registers every estimator)
 
     if name not in ESTIMATORS:
-        raise KeyError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
+        raise EstimatorError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
     return ESTIMATORS[name](scenario, **options)

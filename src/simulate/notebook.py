@@ -10,10 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from simulate.errors import FitlabError
+
 __all__ = ["NotebookParameterError", "check_parameters", "scenario_table"]
 
 
-class NotebookParameterError(ValueError):
+class NotebookParameterError(FitlabError, ValueError):
     """A notebook parameter of the wrong type; the message names it and what is allowed."""
 
 

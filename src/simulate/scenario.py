@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from simulate.errors import ProblemsError
+
 __all__ = [
     "Scenario",
     "ScenarioError",
@@ -403,10 +405,13 @@ class Analysis(_Section):
     Attributes
     ----------
     alpha : float
-        Two-sided significance level.
+        Significance level.
+    sides : {1, 2}
+        Two-sided tests (the default), or one-sided in the direction of benefit.
     """
 
     alpha: OpenRate = 0.05
+    sides: Literal[1, 2] = 2
 
 
 Outcome = Annotated[OrsOutcome | BinaryOutcome, Field(discriminator="kind")]
@@ -542,14 +547,11 @@ class Scenario(_Section):
             raise ScenarioError(source, _readable(exc)) from None
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ProblemsError):
     """A scenario that cannot be used; ``problems`` lists one message per field."""
 
     def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid scenario {source}:\n{lines}")
+        super().__init__("scenario", source, problems)
 
 
 def load_scenario(path: str | Path | dict | Scenario | None = None) -> Scenario:
