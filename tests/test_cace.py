@@ -12,13 +12,13 @@ import os
 import numpy as np
 import pytest
 
-from models import get_estimator
+from models import EstimatorError, get_estimator
 from simulate import Scenario, simulate_trial
 
 FULL = os.environ.get("FITLAB_FULL") == "1"
 SIZE = {"size.units": 30, "size.clients_per_unit": 40} if FULL else {
     "size.units": 20, "size.clients_per_unit": 30}
-SAMPLER = dict(draws=1000, tune=1000) if FULL else dict(draws=500, tune=500)
+SAMPLER = dict(draws=1000, tune=1000) if FULL else dict(draws=500, tune=500, chains=2)
 
 
 def scenario(kind="ors", shift=1.0):
@@ -71,18 +71,18 @@ def test_iv_equals_wald_ratio_and_covers_truth():
     assert e.p_value is not None and 0 <= e.p_value <= 1
 
 
-def test_cluster_2sls_is_ols_when_instrument_is_regressor():
+def test_robust_fit_is_statsmodels_cluster_ols():
     import statsmodels.api as sm
 
-    from models.iv import cluster_2sls
+    from models.robust import robust_fit
 
     rng = np.random.default_rng(0)
     g = np.repeat(np.arange(25), 8)
     X = np.column_stack([np.ones(200), rng.normal(size=200)])
     y = X @ [1.0, 2.0] + rng.normal(size=25)[g] + rng.normal(size=200)
-    b, cov, G = cluster_2sls(y, X, X, g)
+    b, cov, dof = robust_fit(y, X, g)
     ref = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": g})
-    assert G == 25
+    assert dof == 24
     np.testing.assert_allclose(b, ref.params, rtol=1e-10)
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), ref.bse, rtol=1e-10)
 
@@ -114,7 +114,7 @@ def test_notebook_03_runs(tmp_path):
 # shift (1.5) is no cure: compliers offered FIT then reach the ORS ceiling of 40, which
 # attenuates the observed effect and biases every model fitted to clipped scores.
 
-TRAJ_SAMPLER = dict(draws=1000, tune=1000)  # the package default: sigma_unit and
+TRAJ_SAMPLER = dict(draws=1000, tune=1000, chains=2)  # sigma_unit and
 # sigma_slope need it for bulk ESS ~ 100 (tau's own ESS is several hundred at 500)
 
 
@@ -126,10 +126,11 @@ def traj_scenario(shift, units, per_unit):
 
 @pytest.fixture(scope="module")
 def traj_est():
-    """Compiled once for the module; headroom 1.5 lets both trials below fit the capacity
-    whichever is fitted first (so later fits only swap data in)."""
+    """Compiled once for the module: a minimum capacity of 768 clients holds both trials
+    below (480 and 600 clients), so later fits only swap data in."""
     return get_estimator("bayes_cace_trajectory", traj_scenario(0.5, 16, 30),
-                         headroom=1.5, **TRAJ_SAMPLER)
+                         capacity={"client": 768, "therapist": 96, "unit": 24},
+                         **TRAJ_SAMPLER)
 
 
 def test_trajectory_cace_likelihood_is_the_per_client_mixture():
@@ -141,8 +142,8 @@ def test_trajectory_cace_likelihood_is_the_per_client_mixture():
     trial = simulate_trial(sc, 3)
     est = get_estimator("bayes_cace_trajectory", sc)
     df = est.prepare(trial.data)
-    data, _, _ = est._arrays(df)
-    model = est.build_model(df)
+    data, _, _ = est._arrays(df, 12.0)
+    model = est.build_model(trial.data)
     rng = np.random.default_rng(0)
     point = {k: rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
     point.update(alpha=20.0, beta=3.0, eta=2.0, tau=np.array([0.5, 1.5, 3.0]),
@@ -168,9 +169,9 @@ def test_trajectory_cace_likelihood_is_the_per_client_mixture():
 
 
 def test_trajectory_cace_options_are_checked():
-    with pytest.raises(ValueError, match="fidelity"):
+    with pytest.raises(EstimatorError, match="fidelity"):
         get_estimator("bayes_cace_trajectory", Scenario(), fidelity="dose")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(EstimatorError, match="unknown option"):
         get_estimator("bayes_cace_trajectory", Scenario(), time_shape="occasion")
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import LongFormatError, get_estimator
-from models.bayes import IdMap
-from models.iv import client_table
+from models import EstimatorError, LongFormatError, get_estimator
+from models.bayes.base import IdMap
+from models.clients import client_table
 
 ESTIMATORS = ["bayes_trajectory", "bayes_stepped_wedge", "bayes_cace", "iv_cace",
               "per_protocol"]
@@ -81,9 +81,9 @@ def test_binary_model_refuses_scores():
 
 
 def test_unknown_option_is_refused():
-    with pytest.raises(TypeError, match="drawz"):
+    with pytest.raises(EstimatorError, match="drawz"):
         get_estimator("bayes_trajectory", None, drawz=10)
-    with pytest.raises(ValueError, match="cluster"):
+    with pytest.raises(EstimatorError, match="cluster"):
         get_estimator("iv_cace", None, cluster="district")
 
 
@@ -98,7 +98,7 @@ def test_primary_month_must_be_observed():
     est = get_estimator("bayes_trajectory", None, primary_month=18.0)
     df = est.prepare(long_table())
     with pytest.raises(LongFormatError, match="primary month 18"):
-        est._arrays(df)
+        est._arrays(df, 18.0)
 
 
 def test_idmap_codes_and_none():

@@ -12,12 +12,14 @@ from models.base import (  # noqa: F401
     ESTIMATORS,
     Estimate,
     Estimator,
+    EstimatorError,
     LongFormatError,
     check_long,
     get_estimator,
     register,
 )
+from models.plan import AnalysisPlan  # noqa: F401
 
 for _m in _pkgutil.iter_modules(__path__):
-    if _m.name not in ("base",) and not _m.name.startswith("_"):
+    if not _m.name.startswith("_"):
         _importlib.import_module(f"models.{_m.name}")

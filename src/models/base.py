@@ -2,10 +2,11 @@
 
 The long format is one row per client x occasion, as :func:`simulate.simulate_trial`
 returns it. Real data in the same shape can be used through a column mapping
-(:func:`check_long`). Every estimator is a small class built once (for a scenario or for
-options) and then fitted to many data sets: ``est = get_estimator(name, scenario)`` then
-``est.fit(data) -> Estimate``. Building once is what lets a Bayesian model compile once and
-be re-sampled on new replicates.
+(:func:`check_long`). Every estimator is a small class built once for an analysis plan
+(:class:`models.plan.AnalysisPlan`; a scenario gives one) and options, then fitted to many
+data sets: ``est = get_estimator(name, plan)`` then ``est.fit(data) -> Estimate``.
+Building once is what lets a Bayesian model compile once; each fit is nevertheless a pure
+function of its data, plan and options.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from models.plan import as_plan
+from simulate.conventions import json_native
 from simulate.errors import FitlabError
 
 __all__ = [
@@ -51,7 +54,8 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "fidelity": "fidelity level of the FIT therapist (0 low, 1 medium, 2 high; -1 none)",
     "dropout": "1 if the client dropped out of treatment",
     "observed": "True where the outcome was measured",
-    "time": "log1p(month) / log1p(primary month): 0 at baseline, 1 at the primary month",
+    "time": "model time, 0 at baseline and 1 at the primary month (recomputed from month "
+            "by the analysis plan)",
     "baseline": "the client's baseline outcome",
     "step": "stepped wedge: the unit's step (1..S)",
     "step_period": "stepped wedge: schedule period of the client's start",
@@ -186,8 +190,7 @@ class Estimate:
     lower, upper : float
         95% confidence or credible interval.
     p_positive : float or None
-        Posterior P(effect > 0) (Bayesian) or one-sided ``1 - p/2`` analogue is *not*
-        reported for frequentist fits (``None``).
+        Posterior P(effect > 0) (Bayesian fits; ``None`` for frequentist ones).
     p_value : float or None
         Two-sided p-value of no effect (frequentist estimators).
     extra : dict
@@ -214,17 +217,33 @@ class Estimate:
         """False when the fit's diagnostics failed; such fits are flagged, never hidden."""
         return bool(self.diagnostics.get("converged", True))
 
-    def significant(self, alpha: float = 0.05) -> bool:
-        """Decision rule used for power: p < alpha, or P(effect>0) outside [a/2, 1-a/2]."""
+    def significant(self, alpha: float = 0.05, sides: int = 2) -> bool:
+        """The decision rule used for power.
+
+        Two-sided: ``p < alpha``, or P(effect > 0) outside ``[alpha/2, 1 - alpha/2]``.
+        One-sided (benefit of FIT, a positive effect): the one-sided p-value
+        (``p/2`` when the estimate is positive) below ``alpha``, or P(effect > 0) above
+        ``1 - alpha``. Without either, the interval excluding 0 (in the benefit
+        direction when one-sided).
+        """
+        if sides not in (1, 2):
+            raise ValueError(f"sides must be 1 or 2, got {sides!r}")
         if self.p_value is not None and not math.isnan(self.p_value):
-            return self.p_value < alpha
-        if self.p_positive is not None:
-            return self.p_positive > 1 - alpha / 2 or self.p_positive < alpha / 2
+            if sides == 2:
+                return self.p_value < alpha
+            one = self.p_value / 2 if self.estimate > 0 else 1 - self.p_value / 2
+            return one < alpha
+        if self.p_positive is not None and not math.isnan(self.p_positive):
+            if sides == 2:
+                return self.p_positive > 1 - alpha / 2 or self.p_positive < alpha / 2
+            return self.p_positive > 1 - alpha
+        if sides == 1:
+            return self.lower > 0.0
         return not (self.lower <= 0.0 <= self.upper)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-native dict (NaN kept as float)."""
-        return _jsonable(asdict(self))
+        return json_native(asdict(self))
 
     def to_row(self) -> dict[str, Any]:
         """Flat dict for one row of a replicate table (extra and diagnostics prefixed)."""
@@ -237,67 +256,67 @@ class Estimate:
             if isinstance(v, (int, float, bool, str, np.floating, np.integer)) or v is None:
                 row[f"x_{k}"] = v
         row["converged"] = self.converged
-        return _jsonable(row)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
+        return json_native(row)
 
 
 class Estimator:
-    """Base class: build once, then ``fit`` many data sets.
+    """Base class: build once, then ``fit`` many data sets, each fit a pure function.
 
-    Subclasses set ``name``, ``estimand``, ``outcome_kinds`` and implement ``_fit``.
+    ``fit(data)`` depends on the data, the plan and the options only: never on what this
+    object (or this process) fitted before. Subclasses set ``name``, ``estimand``,
+    ``outcome_kinds``, ``required`` and ``defaults`` (their options and default values)
+    and implement ``_fit(df, primary_month)``.
 
     Parameters
     ----------
-    scenario : Scenario, optional
-        Supplies ``primary_month`` and design details; options override it.
+    plan : AnalysisPlan, Scenario or None
+        The analysis plan (a scenario gives its own, :meth:`AnalysisPlan.from_scenario`).
     columns : dict, optional
         Column mapping for real data (see :func:`check_long`).
+    primary_month : float, optional
+        Overrides the plan's primary month.
     **options
-        Estimator-specific options (draws, chains, ...).
+        Estimator-specific options; unknown ones raise :class:`EstimatorError`.
     """
 
     name: ClassVar[str] = "base"
     estimand: ClassVar[str] = "itt"
     outcome_kinds: ClassVar[tuple[str, ...]] = ("ors",)
     required: ClassVar[tuple[str, ...]] = tuple(REQUIRED_COLUMNS)
+    #: the options this estimator accepts, with their defaults
+    defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, scenario=None, columns: dict[str, str] | None = None, **options):
-        self.scenario = scenario
-        self.columns = columns
-        self.options = options
-        if scenario is not None:
-            self.primary_month = float(options.pop("primary_month", scenario.followup.primary))
-        else:
-            self.primary_month = options.pop("primary_month", None)
+    def __init__(self, plan=None, columns: dict[str, str] | None = None, **options):
+        self.plan = as_plan(plan, primary_month=options.pop("primary_month", None))
+        self.columns = dict(columns) if columns else None
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise EstimatorError(f"unknown option(s) {unknown} for {self.name}; allowed: "
+                                 f"{sorted(self.defaults) or 'none'}")
+        self.options = {**self.defaults, **options}
 
     def prepare(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Validate and rename ``data``; keep observed rows."""
+        """Validate and rename ``data``; keep observed rows; add the plan's model ``time``.
+
+        ``time`` is always computed here from ``month`` and the plan (its primary month
+        and time scale), so that every estimator uses the same time axis; a ``time``
+        column in the data is replaced.
+        """
         binary = "binary" in self.outcome_kinds and "ors" not in self.outcome_kinds
         df = check_long(data, self.columns, self.required, binary=binary or None)
-        if self.primary_month is None:
-            self.primary_month = float(df["month"].max())
+        if (df["month"].to_numpy(dtype=float) < 0).any():
+            raise LongFormatError("column 'month' must be >= 0 (months since the client's start)")
+        primary = self.plan.primary(df)
+        df["time"] = self.plan.time(df["month"].to_numpy(dtype=float), primary)
+        df.attrs["primary_month"] = primary
         return df
 
     def fit(self, data: pd.DataFrame) -> Estimate:
         """Fit to one long table and return an :class:`Estimate`."""
-        return self._fit(self.prepare(data))
+        df = self.prepare(data)
+        return self._fit(df, df.attrs["primary_month"])
 
-    def _fit(self, df: pd.DataFrame) -> Estimate:  # pragma: no cover - abstract
+    def _fit(self, df: pd.DataFrame, primary_month: float) -> Estimate:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -310,8 +329,8 @@ def register(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-def get_estimator(name: str, scenario=None, **options) -> Estimator:
-    """Build the estimator called ``name``.
+def get_estimator(name: str, plan=None, **options) -> Estimator:
+    """Build the estimator called ``name`` for an analysis plan (or a scenario's plan).
 
     Raises
     ------
@@ -322,4 +341,4 @@ def get_estimator(name: str, scenario=None, **options) -> Estimator:
 
     if name not in ESTIMATORS:
         raise EstimatorError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name](scenario, **options)
+    return ESTIMATORS[name](plan, **options)

@@ -9,7 +9,7 @@ fast path matches it with ``client_cov="diagonal"`` (``reml_trajectory``'s optio
 that is the pair compared to 1e-3 in the tests.
 
 Clients without a therapist (``therapist == -1``) get no therapist component, as in
-:mod:`models.reml`.
+:mod:`models.reml.engine`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from models.base import Estimate, Estimator, register
-from models.reml import _client_re, stepped_wedge_design, trajectory_design
+from models.base import Estimate, Estimator, EstimatorError, register
+from models.reml.estimators import client_re_level, stepped_wedge_design, trajectory_design
 
 __all__ = ["MixedLMReference", "fit_mixedlm"]
 
@@ -31,7 +31,7 @@ def fit_mixedlm(y, X, unit, therapist, client, z_slope=None, *, method="reml",
                 client_re=None, names=None):
     """Fit the nested model with statsmodels MixedLM (independent client intercept/slope).
 
-    Parameters are as :func:`models.reml.fit_nested_lmm`. Returns ``(result, messages)``:
+    Parameters are as :func:`models.reml.engine.fit_nested_lmm`. Returns ``(result, messages)``:
     the statsmodels result and the warning messages raised while fitting.
     """
     import statsmodels.api as sm
@@ -93,31 +93,33 @@ class MixedLMReference(Estimator):
     estimand = "itt"
     outcome_kinds = ("ors",)
 
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        bad = set(self.options) - {"model", "method"}
-        if bad:
-            raise TypeError(f"unknown option(s) {sorted(bad)}; allowed: ['method', 'model']")
-        if self.options.get("model", "trajectory") not in ("trajectory", "stepped_wedge"):
-            raise ValueError("model must be 'trajectory' or 'stepped_wedge', got "
-                             f"{self.options['model']!r}")
-        if self.options.get("model") == "stepped_wedge":
+    defaults = {"model": "trajectory", "method": "reml"}
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        if self.options["model"] not in ("trajectory", "stepped_wedge"):
+            raise EstimatorError("model must be 'trajectory' or 'stepped_wedge', got "
+                                 f"{self.options['model']!r}")
+        if self.options["method"] not in ("reml", "ml"):
+            raise EstimatorError(f"method must be 'reml' or 'ml', got {self.options['method']!r}")
+        if self.options["model"] == "stepped_wedge":
             self.required = ("unit", "therapist", "client", "exposure", "month", "outcome",
                              "period")
 
-    def _fit(self, df: pd.DataFrame) -> Estimate:
+    def _fit(self, df: pd.DataFrame, primary_month: float) -> Estimate:
         t0 = _time.perf_counter()
-        design = (stepped_wedge_design if self.options.get("model") == "stepped_wedge"
+        design = (stepped_wedge_design if self.options["model"] == "stepped_wedge"
                   else trajectory_design)
-        X, names, target, t = design(df, self.primary_month)
-        cre = _client_re(df, t)
+        X, names, target = design(df)
+        cre = client_re_level(df)
+        t = df["time"].to_numpy(float)
         res, msgs = fit_mixedlm(df["outcome"].to_numpy(float), X, df["unit"].to_numpy(),
                                 df["therapist"].to_numpy(), df["client"].to_numpy(),
                                 t if cre == 2 else None, client_re=cre, names=names,
-                                method=self.options.get("method", "reml"))
+                                method=self.options["method"])
         b = float(res.fe_params[target])
         se = float(res.bse_fe[target])
-        q = float(stats.norm.ppf(0.975))
+        q = float(stats.norm.ppf(1 - self.plan.alpha / 2))
         p = float(2 * stats.norm.sf(abs(b) / se)) if se > 0 else float("nan")
         vcomp = dict(zip(res.model.exog_vc.names, map(float, res.vcomp)))
         extra = {"var_unit": float(res.cov_re.iloc[0, 0]),

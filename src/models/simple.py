@@ -1,14 +1,17 @@
-"""A fast, transparent reference estimator: difference in means at the primary month.
+"""Fast, transparent estimators: difference in means, and the binary risk difference.
 
 ``diff_means`` compares the mean outcome at the primary month between clients offered FIT
 (``exposure == 1``) and usual care, with a cluster-robust (CR1) standard error. It is cheap
 enough for thousands of replicates, which makes it the workhorse of the study layer's tests,
-and its ``naive`` twin (``diff_means_naive``, or ``naive=True``) ignores clustering, which
+and its naive twin (``diff_means_naive``, or ``cluster="none"``) ignores clustering, which
 shows how ignoring therapist clustering inflates type I error (Candlish 2018).
 
 It ignores baseline, period effects and the repeated measures, so in a stepped-wedge design
 with a secular trend it is biased (the trend is confounded with exposure); use the REML or
 Bayesian stepped-wedge models there.
+
+``glm_binary`` is the binary outcome's fast estimator: the risk difference at the primary
+month by linear-probability OLS adjusted for baseline, cluster-robust.
 
 Examples
 --------
@@ -29,126 +32,60 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from models.base import Estimate, Estimator, register
+from models.base import Estimate, Estimator, EstimatorError, LongFormatError, register
+from models.clients import client_table
+from models.robust import robust_fit, t_summary
 
-__all__ = ["DiffMeans", "DiffMeansNaive", "diff_means"]
+__all__ = ["DiffMeans", "DiffMeansNaive", "GlmBinary"]
 
 _CLUSTERS = ("unit", "therapist", "none")
 
 
-def diff_means(
-    y: np.ndarray, x: np.ndarray, groups: np.ndarray | None = None
-) -> tuple[float, float, int]:
-    """Difference in means of ``y`` between ``x == 1`` and ``x == 0`` with its SE.
-
-    Parameters
-    ----------
-    y : array of float
-        Outcomes.
-    x : array of 0/1
-        Treatment indicator.
-    groups : array, optional
-        Cluster labels for a CR1 cluster-robust SE; ``None`` gives the classical OLS SE.
-
-    Returns
-    -------
-    estimate, se, df : float, float, int
-        ``df`` is ``G - 1`` clusters for the robust SE, ``n - 2`` otherwise.
-
-    Examples
-    --------
-    >>> est, se, df = diff_means(np.array([1.0, 2.0, 3.0, 5.0]), np.array([0, 0, 1, 1]))
-    >>> est, df
-    (2.5, 2)
-    """
-    y = np.asarray(y, dtype=float)
-    x = np.asarray(x, dtype=float)
-    n = len(y)
-    if n < 3 or x.min() == x.max():
-        raise ValueError("needs observed outcomes in both arms at the primary month")
-    X = np.column_stack([np.ones(n), x])
-    bread = np.linalg.inv(X.T @ X)
-    beta = bread @ X.T @ y
-    resid = y - X @ beta
-    if groups is None:
-        sigma2 = resid @ resid / (n - 2)
-        return float(beta[1]), float(np.sqrt(sigma2 * bread[1, 1])), n - 2
-    codes, _ = pd.factorize(pd.Series(groups))
-    G = int(codes.max()) + 1
-    if G < 2:
-        raise ValueError("needs at least two clusters for a cluster-robust SE")
-    # per-cluster score sums: sum_i X_i e_i within each cluster
-    scores = np.zeros((G, 2))
-    np.add.at(scores, codes, X * resid[:, None])
-    meat = scores.T @ scores
-    # CR1 small-sample factor, as Stata and statsmodels use
-    factor = G / (G - 1) * (n - 1) / (n - 2)
-    vcov = factor * bread @ meat @ bread
-    return float(beta[1]), float(np.sqrt(vcov[1, 1])), G - 1
+def _groups(table: pd.DataFrame, level: str):
+    """Cluster labels of each row for ``level`` (``None``: no clustering)."""
+    if level == "none":
+        return None
+    return table[level].to_numpy()
 
 
 @register
 class DiffMeans(Estimator):
     """Difference in mean outcome at the primary month, FIT minus usual care.
 
-    Parameters
-    ----------
-    scenario : Scenario, optional
-        Sets the primary month and the clustering (``unit`` for cluster and stepped-wedge
-        designs, ``therapist`` for individual randomization).
-    naive : bool
-        Ignore clustering (classical OLS SE).
+    Options
+    -------
     cluster : {"unit", "therapist", "none"}, optional
-        Override the clustering. Without a scenario the default is ``unit``.
-        A client without a therapist (``therapist == -1``) is its own cluster.
+        Clustering of the robust SE; default the plan's (therapist for individual
+        randomization, unit otherwise). A client without a therapist
+        (``therapist == -1``) is its own cluster.
     """
 
     name = "diff_means"
     estimand = "itt"
     outcome_kinds = ("ors", "binary")
+    defaults = {"cluster": None}
 
-    def __init__(self, scenario=None, columns=None, **options):
-        naive = bool(options.pop("naive", False))
-        cluster = options.pop("cluster", None)
-        super().__init__(scenario, columns, **options)
-        if cluster is None:
-            if naive:
-                cluster = "none"
-            elif scenario is not None and scenario.design.kind == "individual":
-                cluster = "therapist"
-            else:
-                cluster = "unit"
-        if cluster not in _CLUSTERS:
-            raise ValueError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
-        self.cluster = cluster
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        self.cluster = self.options["cluster"] or self.plan.cluster_level()
+        if self.cluster not in _CLUSTERS:
+            raise EstimatorError(f"cluster must be one of {_CLUSTERS}, got {self.cluster!r}")
 
-    def _fit(self, df: pd.DataFrame) -> Estimate:
+    def _fit(self, df: pd.DataFrame, primary_month: float) -> Estimate:
         t0 = time.perf_counter()
-        at = df[np.isclose(df["month"].astype(float), float(self.primary_month))]
-        if at.empty:
-            raise ValueError(f"no observed outcomes at the primary month {self.primary_month:g}")
-        groups = None
-        if self.cluster == "unit":
-            groups = at["unit"].to_numpy()
-        elif self.cluster == "therapist":
-            # unclustered clients (partially nested designs) are singleton clusters
-            g = at["therapist"].astype("int64").to_numpy()
-            groups = np.where(g == -1, -(at["client"].astype("int64").to_numpy()) - 2, g)
-        est, se, dof = diff_means(at["outcome"].to_numpy(), at["exposure"].to_numpy(), groups)
-        q = stats.t.ppf(0.975, dof)
-        p = float(2 * stats.t.sf(abs(est / se), dof)) if se > 0 else float("nan")
+        at = df[np.isclose(df["month"].astype(float), primary_month)]
+        x = at["exposure"].to_numpy(dtype=float)
+        if len(at) < 3 or x.min() == x.max():
+            raise LongFormatError(f"needs observed outcomes in both arms at the primary "
+                                  f"month {primary_month:g}")
+        X = np.column_stack([np.ones(len(at)), x])
+        beta, cov, dof = robust_fit(at["outcome"].to_numpy(), X, _groups(at, self.cluster))
+        res = t_summary(beta[1], float(np.sqrt(cov[1, 1])), dof, self.plan.alpha)
         return Estimate(
-            estimator=self.name,
-            estimand=self.estimand,
-            estimate=est,
-            se=se,
-            lower=est - q * se,
-            upper=est + q * se,
-            p_value=p,
+            estimator=self.name, estimand=self.estimand, **res,
             extra={"n": int(len(at)), "df": int(dof), "cluster": self.cluster},
-            diagnostics={"converged": bool(np.isfinite(se) and se > 0),
+            diagnostics={"converged": bool(np.isfinite(res["se"]) and res["se"] > 0),
                          "fit_seconds": time.perf_counter() - t0},
         )
 
@@ -158,7 +95,41 @@ class DiffMeansNaive(DiffMeans):
     """:class:`DiffMeans` ignoring clustering (classical OLS SE): for teaching only."""
 
     name = "diff_means_naive"
+    defaults = {"cluster": "none"}
 
-    def __init__(self, scenario=None, columns=None, **options):
-        options.setdefault("naive", True)
-        super().__init__(scenario, columns, **options)
+
+@register
+class GlmBinary(Estimator):
+    """Risk difference at the primary month: cluster-robust linear-probability OLS.
+
+    OLS of the primary-month outcome on the offer and the baseline outcome, CR1 by
+    therapist (default) or unit. ``extra`` has the unadjusted ``risk_control`` /
+    ``risk_treated`` and their ratio ``risk_ratio``.
+    """
+
+    name = "glm_binary"
+    estimand = "risk_difference"
+    outcome_kinds = ("binary",)
+    defaults = {"cluster": "therapist"}
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        if self.options["cluster"] not in ("therapist", "unit"):
+            raise EstimatorError(f"cluster must be 'therapist' or 'unit', got "
+                                 f"{self.options['cluster']!r}")
+
+    def _fit(self, df, primary_month):
+        t0 = time.perf_counter()
+        ct = client_table(df, primary_month)
+        y, z = ct["y"].to_numpy(float), ct["z"].to_numpy(float)
+        if z.min() == z.max():
+            raise LongFormatError("glm_binary needs clients in both arms at the primary month")
+        X = np.column_stack([np.ones(len(ct)), z, ct["baseline"].to_numpy(float)])
+        beta, cov, dof = robust_fit(y, X, _groups(ct, self.options["cluster"]))
+        res = t_summary(beta[1], float(np.sqrt(cov[1, 1])), dof, self.plan.alpha)
+        p0, p1 = y[z == 0].mean(), y[z == 1].mean()
+        extra = {"risk_control": float(p0), "risk_treated": float(p1),
+                 "risk_ratio": float(p1 / p0) if p0 > 0 else float("nan"),
+                 "n_clusters": dof + 1, "n_clients": len(ct)}
+        diag = {"converged": True, "fit_seconds": time.perf_counter() - t0, "warnings": []}
+        return Estimate(self.name, self.estimand, extra=extra, diagnostics=diag, **res)

@@ -1,13 +1,13 @@
-"""Numba kernels for :mod:`models.reml`: per-fit sufficient statistics and the profiled
+"""Numba kernels for :mod:`models.reml.engine`: per-fit sufficient statistics and the profiled
 deviance with its exact gradient in one pass over units and their clients.
 
-The algebra is exactly that of :class:`models.reml._NestedLMM` (two Woodbury sweeps, see
-the :mod:`models.reml` docstring); the numpy version there stays the reference and the
+The algebra is exactly that of :class:`models.reml.engine._NestedLMM` (two Woodbury sweeps, see
+the :mod:`models.reml.engine` docstring); the numpy version there stays the reference and the
 fallback. On the default FIT data (about 240 clients, 12 units) numpy spends almost all of
 an evaluation in per-call overhead on small arrays; written out as loops over 2 x 2 client
 blocks and ``q x q`` unit blocks, one evaluation is a few microseconds of arithmetic.
 
-This module imports numba, so :mod:`models.reml` imports it lazily, on the first fit
+This module imports numba, so :mod:`models.reml.engine` imports it lazily, on the first fit
 (``import models`` must stay cheap). The kernels are compiled on first call and cached on
 disk (``cache=True``): next to this file, or in numba's user-wide cache directory when the
 source tree is read-only, or, when neither is writable, in a temporary directory.

@@ -49,7 +49,7 @@ Priors (ORS points; those shared with ``bayes_trajectory`` and ``bayes_cace`` ar
     sigma_unit, sigma_therapist ~ HalfNormal(3)
     sigma_client ~ HalfNormal(8);  sigma_slope ~ HalfNormal(5);  sigma ~ HalfNormal(8)
 
-All random effects are non-centred with capacity padding (:mod:`models.bayes`); the model
+All random effects are non-centred with capacity padding (:mod:`models.bayes.base`); the model
 is compiled once and re-sampled with ``with_data`` for new data sets.
 
 Why a separate estimator rather than an option of ``bayes_cace``: the data (one row per
@@ -61,14 +61,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import LongFormatError, register
-from models.bayes import BayesEstimator, IdMap, log_time, post, random_effect
-from models.iv import CACE_REQUIRED
-from models.trajectory import variance_components
+from models.base import EstimatorError, LongFormatError, register
+from models.bayes.base import BayesEstimator, IdMap, post, random_effect, variance_components
+from models.bayes.trajectory import GROWTH_SDS
+from models.clients import CACE_REQUIRED
+from simulate.conventions import FIDELITY_LEVELS
 
 __all__ = ["BayesCaceTrajectory"]
-
-LEVELS = ("low", "medium", "high")
 
 
 @register
@@ -82,7 +81,7 @@ class BayesCaceTrajectory(BayesEstimator):
     fidelity : {"levels", "none"}
         Three fidelity-level effects (default) or one effect.
     **options
-        Sampler options of :class:`models.bayes.BayesEstimator`.
+        Sampler options of :class:`models.bayes.base.BayesEstimator`.
 
     Notes
     -----
@@ -103,15 +102,15 @@ class BayesCaceTrajectory(BayesEstimator):
     required = CACE_REQUIRED
     exact = ()
 
-    def __init__(self, scenario=None, columns=None, **options):
-        self.fidelity = options.pop("fidelity", "levels")
+    model_defaults = {"fidelity": "levels"}
+    monitor = ("alpha", "beta", "eta", "tau", "pi", "sigma_unit", "sigma_therapist",
+               "sigma_client", "sigma_slope", "sigma")
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        self.fidelity = self.options["fidelity"]
         if self.fidelity not in ("levels", "none"):
-            raise ValueError(f"fidelity must be 'levels' or 'none', got {self.fidelity!r}")
-        super().__init__(scenario, columns, **options)
-        if self.options:
-            raise TypeError(f"unknown option(s) for {self.name}: {sorted(self.options)}")
-        self.monitor = ("alpha", "beta", "eta", "tau", "pi", "sigma_unit", "sigma_therapist",
-                        "sigma_client", "sigma_slope", "sigma")
+            raise EstimatorError(f"fidelity must be 'levels' or 'none', got {self.fidelity!r}")
 
     def prepare(self, data):
         df = super().prepare(data)
@@ -120,10 +119,9 @@ class BayesCaceTrajectory(BayesEstimator):
                                   "(or use fidelity='none')")
         return df
 
-    def _arrays(self, df):
-        if float(self.primary_month) not in set(df["month"].astype(float)):
-            raise LongFormatError(
-                f"no observed outcome at the primary month {self.primary_month:g}")
+    def _arrays(self, df, primary_month):
+        if float(primary_month) not in set(df["month"].astype(float)):
+            raise LongFormatError(f"no observed outcome at the primary month {primary_month:g}")
         client, n_client = IdMap.codes(df["client"])
         # client-level offer, uptake and fidelity (constant within a client): first row of each
         first = df.groupby(client, sort=True).first()
@@ -144,7 +142,7 @@ class BayesCaceTrajectory(BayesEstimator):
         ther, n_ther = IdMap.codes(df["therapist"])
         data = {
             "y": df["outcome"].to_numpy(float),
-            "t": log_time(df["month"], self.primary_month),
+            "t": df["time"].to_numpy(float),
             "unit": unit,
             "therapist": ther,
             "client": client,
@@ -212,10 +210,10 @@ class BayesCaceTrajectory(BayesEstimator):
                  "n_takers": int(taker.sum()), "n_rows": meta["n_rows"]}
         if tau_i is not None:
             f = fid[taker]
-            for lev, name in enumerate(LEVELS):
+            for lev, name in enumerate(FIDELITY_LEVELS):
                 if (f == lev).any():
                     v = tau[:, lev]
                     extra[f"cace_fidelity_{name}"] = float(v.mean())
                     extra[f"cace_fidelity_{name}_sd"] = float(v.std())
-        extra.update(variance_components(idata))
+        extra.update(variance_components(idata, GROWTH_SDS))
         return effect, extra

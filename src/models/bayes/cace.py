@@ -25,7 +25,7 @@ Fidelity (option ``fidelity``):
 
 The estimand ``cace`` is the mean effect over FIT-arm compliers (takers), i.e. ``tau``
 averaged over their fidelity levels; for a binary outcome, the mean over takers of
-``invlogit(m_i + eta + tau) - invlogit(m_i + eta)`` (a risk difference). Clients missing
+``expit(m_i + eta + tau) - expit(m_i + eta)`` (a risk difference). Clients missing
 the primary outcome are left out (valid when missingness depends on baseline and arm).
 
 Priors: ORS ``a ~ N(20, 10)``, ``b ~ N(0, 2)``, ``eta, tau ~ N(0, 5)``,
@@ -37,20 +37,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import LongFormatError, register
-from models.bayes import BayesEstimator, IdMap, invlogit, post, random_effect
-from models.iv import CACE_REQUIRED, client_table
+from models.base import EstimatorError, LongFormatError, register
+from models.bayes.base import BayesEstimator, IdMap, post, random_effect
+from models.clients import CACE_REQUIRED, client_table
+from simulate.conventions import FIDELITY_LEVELS, expit
 
 __all__ = ["BayesCace"]
-
-LEVELS = ("low", "medium", "high")
 
 
 @register
 class BayesCace(BayesEstimator):
     """Complier average causal effect by Bayesian principal stratification.
 
-    Options: ``outcome`` (``"ors"`` or ``"binary"``; default from the scenario),
+    Options: ``outcome`` (``"ors"`` or ``"binary"``; default the plan's outcome),
     ``fidelity`` (``"levels"``, ``"dose"`` or ``"none"``), and the sampler options.
     ``extra``: ``pi`` (complier share), ``eta`` (complier shift), per-level or dose
     effects, and for binary outcomes the CACE on the logit scale.
@@ -62,19 +61,18 @@ class BayesCace(BayesEstimator):
     required = CACE_REQUIRED
     exact = ()
 
-    def __init__(self, scenario=None, columns=None, **options):
-        kind = options.pop("outcome", None)
-        if kind is None:
-            kind = scenario.outcome.kind if scenario is not None else "ors"
+    model_defaults = {"outcome": None, "fidelity": "levels"}
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        kind = self.options["outcome"] or self.plan.outcome or "ors"
         if kind not in ("ors", "binary"):
-            raise ValueError(f"outcome must be 'ors' or 'binary', got {kind!r}")
+            raise EstimatorError(f"outcome must be 'ors' or 'binary', got {kind!r}")
         self.kind = kind
-        self.fidelity = options.pop("fidelity", "levels")
+        self.fidelity = self.options["fidelity"]
         if self.fidelity not in ("levels", "dose", "none"):
-            raise ValueError(f"fidelity must be 'levels', 'dose' or 'none', got {self.fidelity!r}")
-        super().__init__(scenario, columns, **options)
-        if self.options:
-            raise TypeError(f"unknown option(s) for {self.name}: {sorted(self.options)}")
+            raise EstimatorError(f"fidelity must be 'levels', 'dose' or 'none', got "
+                                 f"{self.fidelity!r}")
         tau = {"levels": ("tau",), "dose": ("tau0", "slope"), "none": ("tau",)}[self.fidelity]
         self.monitor = ("a", "b", "eta", "pi", "sigma_unit", "sigma_therapist") + tau + (
             ("sigma",) if kind == "ors" else ())
@@ -88,8 +86,8 @@ class BayesCace(BayesEstimator):
                                   "(or use fidelity='none')")
         return df
 
-    def _arrays(self, df):
-        ct = client_table(df, self.primary_month)
+    def _arrays(self, df, primary_month):
+        ct = client_table(df, primary_month)
         if ct["z"].nunique() < 2:
             raise LongFormatError("bayes_cace needs clients offered FIT and usual care")
         unit, n_unit = IdMap.codes(ct["unit"])
@@ -170,13 +168,13 @@ class BayesCace(BayesEstimator):
             m = (post(idata, "a")[:, None] + post(idata, "b")[:, None] * meta["base"][None, :]
                  + _re(idata, "unit", meta["unit"]) + _re(idata, "therapist", meta["therapist"]))
             mc = m[:, taker] + post(idata, "eta")[:, None]
-            rd = invlogit(mc + tau_i) - invlogit(mc)
+            rd = expit(mc + tau_i) - expit(mc)
             effect = rd.mean(axis=1)
             extra["cace_logit"] = float(tau_i.mean())
             by_level = rd if self.fidelity != "none" else None
         if by_level is not None:
             f = fid[taker]
-            for lev, name in enumerate(LEVELS):
+            for lev, name in enumerate(FIDELITY_LEVELS):
                 sel = f == lev
                 if sel.any():
                     v = by_level[:, sel].mean(axis=1)

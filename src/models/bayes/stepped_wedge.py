@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import LongFormatError, register
-from models.bayes import IdMap, post, random_effect
-from models.trajectory import BayesTrajectory
+from models.base import EstimatorError, LongFormatError, register
+from models.bayes.base import IdMap, post, random_effect
+from models.bayes.trajectory import BayesTrajectory
 
 __all__ = ["BayesSteppedWedge"]
 
@@ -37,9 +37,8 @@ __all__ = ["BayesSteppedWedge"]
 class BayesSteppedWedge(BayesTrajectory):
     """Stepped-wedge growth model with fixed calendar-period effects.
 
-    Options: ``unit_period`` (False), ``learning`` (False), ``ramp_months`` (the
-    scenario's ``compliance.ramp_months``, else 6), ``time_shape``, ``censored`` and the
-    sampler options.
+    Options: ``unit_period`` (False), ``learning`` (False), ``ramp_months`` (the plan's
+    ``ramp_months``, else 6), ``time_shape``, ``censored`` and the sampler options.
     """
 
     name = "bayes_stepped_wedge"
@@ -48,14 +47,19 @@ class BayesSteppedWedge(BayesTrajectory):
                 "start_month")
     monitor = BayesTrajectory.monitor + ("gamma",)
 
-    def __init__(self, scenario=None, columns=None, **options):
-        self.unit_period = bool(options.pop("unit_period", False))
-        self.learning = bool(options.pop("learning", False))
-        ramp = options.pop("ramp_months", None)
+    model_defaults = {**BayesTrajectory.model_defaults, "unit_period": False,
+                      "learning": False, "ramp_months": None}
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        self.unit_period = bool(self.options["unit_period"])
+        self.learning = bool(self.options["learning"])
+        ramp = self.options["ramp_months"]
         if ramp is None:
-            ramp = scenario.compliance.ramp_months if scenario is not None else 6.0
+            ramp = self.plan.ramp_months if self.plan.ramp_months is not None else 6.0
         self.ramp_months = float(ramp)
-        super().__init__(scenario, columns, **options)
+        if self.learning and not self.ramp_months > 0:
+            raise EstimatorError("ramp_months must be positive for learning=True")
         if self.unit_period:
             self.monitor = self.monitor + ("sigma_unit_period",)
         if self.learning:
@@ -63,13 +67,12 @@ class BayesSteppedWedge(BayesTrajectory):
 
     def prepare(self, data):
         df = super().prepare(data)
-        if "arm" not in df.columns:
-            df = df.assign(arm=df["exposure"])
         # the growth model's treatment term is the exposure in a stepped wedge
-        return df.assign(arm=df["exposure"].astype(int))
+        df["arm"] = df["exposure"].astype(int)
+        return df
 
-    def _arrays(self, df):
-        data, sizes, meta = super()._arrays(df)
+    def _arrays(self, df, primary_month):
+        data, sizes, meta = super()._arrays(df, primary_month)
         period, n_period = IdMap.codes(df["period"])
         data["period"] = period
         sizes["period"] = n_period
@@ -77,8 +80,6 @@ class BayesSteppedWedge(BayesTrajectory):
             up = df["unit"].astype(np.int64) * 100_000 + df["period"].astype(np.int64)
             data["unit_period"], sizes["unit_period"] = IdMap.codes(up)
         if self.learning:
-            if self.ramp_months <= 0:
-                raise ValueError("ramp_months must be positive for learning=True")
             exp = df["exposure"].to_numpy() == 1
             if not exp.any():
                 raise LongFormatError("no exposed clients: cannot place the crossover")

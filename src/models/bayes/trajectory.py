@@ -4,7 +4,8 @@ Model (one row per observed client x occasion)::
 
     y_ij = alpha + beta[occ_ij] + delta[occ_ij] * arm_i            (fixed, occasion-specific)
          + u_unit + u_therapist + a_client + b_client * t_ij + e_ij
-    t_ij = log1p(month) / log1p(primary)   (0 at baseline, 1 at the primary month)
+    t_ij = the plan's model time (0 at baseline, 1 at the primary month; log1p(month) /
+           log1p(primary) by default)
 
 with ``beta[baseline] = delta[baseline] = 0`` (a constrained baseline: randomized arms do
 not differ at intake). The estimand is ``delta`` at the primary month: the FIT vs usual-care
@@ -28,21 +29,22 @@ structural zero therapist effect.
 
 from __future__ import annotations
 
-import numpy as np
-
-from models.base import register
-from models.bayes import (
+from models.base import EstimatorError, register
+from models.bayes.base import (
     BayesEstimator,
     IdMap,
-    log_time,
     occasion_codes,
     post,
     random_effect,
+    variance_components,
 )
+from simulate.conventions import ORS_MAX
 
-__all__ = ["BayesTrajectory"]
+__all__ = ["BayesTrajectory", "GROWTH_SDS"]
 
-ORS_MAX = 40.0
+#: the SD parameter of each variance component of the growth model
+GROWTH_SDS = {"unit": "sigma_unit", "therapist": "sigma_therapist", "client": "sigma_client",
+              "slope": "sigma_slope", "resid": "sigma"}
 
 
 @register
@@ -50,7 +52,7 @@ class BayesTrajectory(BayesEstimator):
     """Hierarchical growth model; ITT difference at the primary month.
 
     Options: ``time_shape`` (``"occasion"`` default, or ``"loglinear"``), ``censored``
-    (False), plus the sampler options of :class:`models.bayes.BayesEstimator`.
+    (False), plus the sampler options of :class:`models.bayes.base.BayesEstimator`.
 
     ``extra`` holds posterior means of the variance components (``var_unit``,
     ``var_therapist``, ``var_client``, ``var_slope``, ``var_resid``) and the intake ICCs
@@ -68,24 +70,25 @@ class BayesTrajectory(BayesEstimator):
     monitor = ("alpha", "beta", "delta", "sigma_unit", "sigma_therapist", "sigma_client",
                "sigma_slope", "sigma")
 
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        self.time_shape = self.options.pop("time_shape", "occasion")
-        self.censored = bool(self.options.pop("censored", False))
-        if self.time_shape not in ("occasion", "loglinear"):
-            raise ValueError(f"time_shape must be 'occasion' or 'loglinear', got {self.time_shape!r}")
-        if self.options:
-            raise TypeError(f"unknown option(s) for {self.name}: {sorted(self.options)}")
+    model_defaults = {"time_shape": "occasion", "censored": False}
 
-    def _arrays(self, df):
-        occ, months, p = occasion_codes(df, self.primary_month)
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        self.time_shape = self.options["time_shape"]
+        self.censored = bool(self.options["censored"])
+        if self.time_shape not in ("occasion", "loglinear"):
+            raise EstimatorError(f"time_shape must be 'occasion' or 'loglinear', got "
+                                 f"{self.time_shape!r}")
+
+    def _arrays(self, df, primary_month):
+        occ, months, p = occasion_codes(df, primary_month)
         unit, n_unit = IdMap.codes(df["unit"])
         ther, n_ther = IdMap.codes(df["therapist"])
         client, n_client = IdMap.codes(df["client"])
         data = {
             "y": df["outcome"].to_numpy(float),
             "arm": df["arm"].to_numpy(float),
-            "t": log_time(df["month"], self.primary_month),
+            "t": df["time"].to_numpy(float),
             "unit": unit,
             "therapist": ther,
             "client": client,
@@ -144,24 +147,7 @@ class BayesTrajectory(BayesEstimator):
             effect = post(idata, "delta")[:, meta["primary_index"] - 1]
         else:
             effect = post(idata, "delta")
-        extra = variance_components(idata)
+        extra = variance_components(idata, GROWTH_SDS)
         extra["time_shape"] = self.time_shape
         extra["censored"] = self.censored
         return effect, extra
-
-
-def variance_components(idata, resid: str = "sigma") -> dict[str, float]:
-    """Posterior means of variances and intake ICCs from the ``sigma_*`` parameters."""
-    names = {"unit": "sigma_unit", "therapist": "sigma_therapist", "client": "sigma_client",
-             "slope": "sigma_slope", "resid": resid}
-    out: dict[str, float] = {}
-    draws = {}
-    for k, v in names.items():
-        if v in idata.posterior:
-            draws[k] = post(idata, v) ** 2
-            out[f"var_{k}"] = float(draws[k].mean())
-    total = sum(draws[k] for k in ("unit", "therapist", "client", "resid") if k in draws)
-    for k in ("unit", "therapist", "client"):
-        if k in draws:
-            out[f"icc_{k}"] = float(np.mean(draws[k] / total))
-    return out

@@ -1,11 +1,11 @@
 """Fast Bayesian growth model with every random effect integrated out analytically.
 
-The model is the Gaussian three-level growth model of the FIT trial (DOMAIN.md section 3)::
+The model is the Gaussian three-level growth model of the FIT trial (docs/MODEL.md)::
 
     y_ij = b0 + b1 t_ij + b2 arm_i + b3 arm_i t_ij            (fixed effects)
            + u_unit + v_therapist + a_i + c_i t_ij + e_ij      (random effects)
 
-with ``t = log1p(month) / log1p(primary_month)`` (0 at baseline, 1 at the primary month), so
+with ``t`` the plan's model time (0 at baseline, 1 at the primary month), so
 ``b3`` is the FIT - usual care difference at the primary month: the ITT estimand.
 Random effects: ``u ~ N(0, sd_unit^2)`` per unit, ``v ~ N(0, sd_therapist^2)`` per therapist
 (absent for a client with ``therapist == -1``: the partially nested design),
@@ -38,8 +38,8 @@ therapist slot, slot to unit) with index arrays: no matrix is ever formed.
 
 Re-use across replicates
 ------------------------
-The PyMC model is built and compiled by nutpie once per estimator (:meth:`BayesMarginal.fit`
-on the first data set) and every later data set is swapped in with
+The PyMC model is built and compiled by nutpie once per estimator (on the first data set)
+and every data set is swapped in with
 ``CompiledPyMCModel.with_data``. nutpie reads the shape of each data array at every call (only
 the rank is fixed), so data sets of different sizes need neither padding nor a rebuild. Padding
 would also be exact: a client with no observations (all statistics zero) and an empty
@@ -66,14 +66,13 @@ Examples
 from __future__ import annotations
 
 import math
-import time
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from models.base import Estimate, Estimator, register
+from models.base import register
+from models.bayes.base import BayesEstimator, post
 
 __all__ = [
     "BayesMarginal",
@@ -135,19 +134,16 @@ class MarginalData:
         return int(self.slot_unit.max()) + 1
 
 
-def marginal_data(
-    df: pd.DataFrame, primary_month: float, standardize: bool = True
-) -> MarginalData:
+def marginal_data(df: pd.DataFrame, standardize: bool = True) -> MarginalData:
     """Reduce a long table (observed rows) to :class:`MarginalData`.
 
     Parameters
     ----------
     df : DataFrame
-        Columns ``unit``, ``therapist``, ``client``, ``arm``, ``month``, ``outcome``; observed
-        rows only (as :meth:`Estimator.prepare` returns them). Clients may have any number of
-        occasions; therapists and units any number of clients.
-    primary_month : float
-        Month at which ``t = 1``.
+        Columns ``unit``, ``therapist``, ``client``, ``arm``, ``time``, ``outcome``;
+        observed rows only, with the plan's model ``time`` (as :meth:`Estimator.prepare`
+        returns them). Clients may have any number of occasions; therapists and units any
+        number of clients.
     standardize : bool
         Centre and scale ``y`` by its mean and SD (what the priors assume). ``False`` keeps
         the raw outcome (used by the tests against a dense computation).
@@ -157,7 +153,7 @@ def marginal_data(
     MarginalData
     """
     y = df["outcome"].to_numpy(float)
-    t = np.log1p(df["month"].to_numpy(float)) / math.log1p(float(primary_month))
+    t = df["time"].to_numpy(float)
     y_mean, y_sd = (float(y.mean()), float(y.std())) if standardize else (0.0, 1.0)
     if not y_sd > 0:
         y_sd = 1.0
@@ -294,17 +290,16 @@ def marginal_loglik(beta, sigma, sd_unit, sd_therapist, sd_int, sd_slope, rho, d
     return -0.5 * (pt.sum(n) * math.log(2 * math.pi) + pt.sum(ld) + pt.sum(c))
 
 
-def dense_loglik(df, primary_month, beta, sigma, sd_unit, sd_therapist, sd_int, sd_slope,
-                 rho):
+def dense_loglik(df, beta, sigma, sd_unit, sd_therapist, sd_int, sd_slope, rho):
     """Reference: the same log-likelihood from the dense marginal covariance (numpy/scipy).
 
     O(rows^3); for tests on small data only. Same arguments as :func:`marginal_loglik`
-    with plain floats and a long table instead of the reduced data.
+    with plain floats and a prepared long table (with ``time``) instead of the reduced data.
     """
     from scipy.stats import multivariate_normal
 
     y = df["outcome"].to_numpy(float)
-    t = np.log1p(df["month"].to_numpy(float)) / math.log1p(float(primary_month))
+    t = df["time"].to_numpy(float)
     arm = df["arm"].to_numpy(float)
     X = np.column_stack([np.ones_like(t), t, arm, arm * t])
     G = np.array([[sd_int**2, rho * sd_int * sd_slope], [rho * sd_int * sd_slope, sd_slope**2]])
@@ -320,69 +315,39 @@ def dense_loglik(df, primary_month, beta, sigma, sd_unit, sd_therapist, sd_int, 
 
 
 @register
-class BayesMarginal(Estimator):
+class BayesMarginal(BayesEstimator):
     """Bayesian 3-level growth model, random effects marginalized, compiled once by nutpie.
 
-    Parameters
-    ----------
-    scenario : Scenario, optional
-        Supplies the primary month.
-    draws, tune, chains : int
-        Per chain; defaults 400 / 150 / 4. Four chains (two per core on a 2-core machine)
-        rather than two longer ones because R-hat from two chains falsely flags about one
-        fit in ten at the 1.01 threshold (measured on the default scenario). With every
-        random effect integrated out the posterior has ten near-Gaussian parameters and no
-        funnel, so nutpie adapts within 150 tuning steps and the 1,600 draws give a bulk
-        ESS of every parameter of typically 400-900 and of the estimand above 400: Monte
-        Carlo error of the posterior mean below 5% of the posterior SD. Measured on twelve
-        default replicates: 0.59 s per fit, 9 of 12 passing every check (the others at
-        R-hat 1.012-1.022 on a variance parameter); 300 draws took 0.50 s but passed only 5
-        of 12, so the extra draws buy honest diagnostics.
-    low_rank : bool
-        nutpie's low-rank modified mass matrix (default True): the variance parameters are
-        correlated a posteriori, and the low-rank correction cuts the leapfrog steps per
-        draw from about 10 to 7 on the default scenario.
-    cores : int, optional
-        Threads for the chains (default ``min(chains, os.cpu_count())``).
-    seed : int
-        Base seed; each fit's sampler seed mixes it with a checksum of the data so the same
-        data always give the same draws.
-    rhat_max, min_ess, min_ess_all : float
-        Convergence thresholds checked on every fit: all parameters' R-hat below
-        ``rhat_max`` (1.01), bulk and tail ESS of the estimand at least ``min_ess`` (400,
-        Vehtari et al. 2021), bulk ESS of every other parameter at least ``min_ess_all``
-        (50 per chain: enough for R-hat to be reliable, the nuisance variances need no
-        more) and no divergent transitions.
+    The model of the module docstring with its priors on the standardized outcome.
+    Because it has no random-effect vectors, its parameters do not depend on the data's
+    size: one compilation serves every data set.
+
+    Options (besides the common ones of :class:`models.bayes.base.BayesEstimator`):
+    defaults ``draws=400``, ``tune=150``, ``chains=4`` and ``low_rank=True``. Four chains
+    rather than two longer ones because R-hat from two chains falsely flags about one fit
+    in ten at the 1.01 threshold; with every random effect integrated out the posterior
+    has ten near-Gaussian parameters and no funnel, so nutpie adapts within 150 tuning
+    steps, and nutpie's low-rank mass matrix handles the correlated variance parameters.
+    ``extra`` reports posterior means of ``var_unit``, ``var_therapist``, ``var_client``,
+    ``var_slope``, ``var_resid`` and ``cov_client_slope`` on the outcome's own scale.
     """
 
     name = "bayes_marginal"
     estimand = "itt"
     outcome_kinds = ("ors",)
+    exact = ()
+    sampler_overrides = {"draws": 400, "tune": 150, "low_rank": True}
+    monitor = ("beta", "sigma", "sd_unit", "sd_therapist", "sd_int", "sd_slope", "rho01")
 
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        o = self.options
-        self.draws = int(o.get("draws", 400))
-        self.tune = int(o.get("tune", 150))
-        self.low_rank = bool(o.get("low_rank", True))
-        self.chains = int(o.get("chains", 4))
-        import os
+    def _arrays(self, df, primary_month):
+        md = marginal_data(df)
+        return md.arrays(), {}, md
 
-        self.cores = int(o.get("cores") or min(self.chains, os.cpu_count() or 1))
-        self.seed = int(o.get("seed", 0))
-        self.rhat_threshold = float(o.get("rhat_max", 1.01))
-        self.min_ess = float(o.get("min_ess", 400))
-        self.min_ess_all = float(o.get("min_ess_all", 50 * self.chains))
-        self._compiled = None
-        self.compile_seconds = None
-
-    # -- model ------------------------------------------------------------------------
-    def build_model(self, md: MarginalData):
-        """The PyMC model with ``md`` as its (swappable) data."""
+    def _build(self, data, capacity):
         import pymc as pm
 
         with pm.Model() as model:
-            data = {k: pm.Data(k, v) for k, v in md.arrays().items()}
+            d = {k: pm.Data(k, v) for k, v in data.items()}
             beta = pm.Normal("beta", 0.0, 2.5, shape=4)
             sigma = pm.HalfNormal("sigma", 1.0)
             sd_unit = pm.HalfNormal("sd_unit", 0.5)
@@ -390,107 +355,25 @@ class BayesMarginal(Estimator):
             sd_int = pm.HalfNormal("sd_int", 1.0)
             sd_slope = pm.HalfNormal("sd_slope", 1.0)
             rho01 = pm.Beta("rho01", 2.0, 2.0)  # (rho + 1) / 2: LKJ(2) for a 2x2 correlation
-            pm.Potential(
-                "loglik",
-                marginal_loglik(beta, sigma, sd_unit, sd_therapist, sd_int, sd_slope,
-                                2 * rho01 - 1, data),
-            )
+            pm.Potential("loglik", marginal_loglik(beta, sigma, sd_unit, sd_therapist,
+                                                   sd_int, sd_slope, 2 * rho01 - 1, d))
         return model
 
-    def compile(self, md: MarginalData):
-        """Build and compile with nutpie (once per estimator)."""
-        import nutpie
+    def _summarize(self, idata, md):
+        def draws(v):
+            return post(idata, v)
 
-        t0 = time.perf_counter()
-        self._compiled = nutpie.compile_pymc_model(self.build_model(md))
-        self.compile_seconds = time.perf_counter() - t0
-        return self._compiled
-
-    def sample(self, md: MarginalData, seed: int | None = None):
-        """Swap ``md`` into the compiled model and sample; returns the arviz InferenceData."""
-        import nutpie
-
-        if self._compiled is None:
-            compiled = self.compile(md)  # fresh build: the data are already in it
-        else:
-            compiled = self._compiled.with_data(**md.arrays())
-        if seed is None:
-            seed = self._data_seed(md)
-        return nutpie.sample(
-            compiled, draws=self.draws, tune=self.tune, chains=self.chains, cores=self.cores,
-            seed=seed, progress_bar=False, save_warmup=False,
-            low_rank_modified_mass_matrix=self.low_rank,
-        )
-
-    def _data_seed(self, md: MarginalData) -> int:
-        crc = zlib.crc32(np.ascontiguousarray(md.yy).tobytes())
-        return (self.seed * 1_000_003 + crc) % (2**31 - 1)
-
-    # -- fit --------------------------------------------------------------------------
-    def _fit(self, df: pd.DataFrame) -> Estimate:
-        import arviz as az
-
-        md = marginal_data(df, self.primary_month)
-        first = self._compiled is None
-        t0 = time.perf_counter()
-        idata = self.sample(md)
-        post = idata.posterior
-        b3 = post["beta"].values[..., 3] * md.y_sd  # (chain, draw)
-        flat = b3.ravel()
-
-        # diagnostics on every free parameter (beta as its four components)
-        names = ["beta", "sigma", "sd_unit", "sd_therapist", "sd_int", "sd_slope", "rho01"]
-        rhat = az.rhat(post[names])
-        ess = az.ess(post[names], method="bulk")
-        rhat_max = float(max(np.nanmax(rhat[v].values) for v in names))
-        ess_min = float(min(np.nanmin(ess[v].values) for v in names))
-        ess_b3 = float(ess["beta"].values[3])
-        ess_tail_b3 = float(az.ess(b3, method="tail"))
-        divergences = int(idata.sample_stats["diverging"].values.sum())
-        warnings = []
-        if not rhat_max < self.rhat_threshold:
-            warnings.append(f"rhat_max {rhat_max:.3f} >= {self.rhat_threshold}")
-        if not min(ess_b3, ess_tail_b3) >= self.min_ess:
-            warnings.append(f"estimand ESS bulk {ess_b3:.0f} / tail {ess_tail_b3:.0f} "
-                            f"< {self.min_ess:.0f}")
-        if not ess_min >= self.min_ess_all:
-            warnings.append(f"ess_bulk_min {ess_min:.0f} < {self.min_ess_all:.0f}")
-        if divergences:
-            warnings.append(f"{divergences} divergent transitions")
-        fit_seconds = time.perf_counter() - t0
-
-        def pm_(v):
-            return float(post[v].values.mean())
-
-        lower, upper = np.quantile(flat, [0.025, 0.975])
-        return Estimate(
-            estimator=self.name,
-            estimand=self.estimand,
-            estimate=float(flat.mean()),
-            se=float(flat.std(ddof=1)),
-            lower=float(lower),
-            upper=float(upper),
-            p_positive=float((flat > 0).mean()),
-            extra={
-                "sd_unit": pm_("sd_unit") * md.y_sd,
-                "sd_therapist": pm_("sd_therapist") * md.y_sd,
-                "sd_client": pm_("sd_int") * md.y_sd,
-                "sd_slope": pm_("sd_slope") * md.y_sd,
-                "sigma": pm_("sigma") * md.y_sd,
-                "rho": 2 * pm_("rho01") - 1,
-                "n_obs": md.n_obs,
-                "n_clients": len(md.n),
-            },
-            diagnostics={
-                "converged": not warnings,
-                "rhat_max": rhat_max,
-                "ess_bulk_min": ess_min,
-                "ess_bulk_estimand": ess_b3,
-                "ess_tail_estimand": ess_tail_b3,
-                "divergences": divergences,
-                "fit_seconds": fit_seconds,
-                "ess_per_second": ess_min / fit_seconds,
-                "compile_seconds": self.compile_seconds if first else 0.0,
-                "warnings": warnings,
-            },
-        )
+        scale2 = md.y_sd**2
+        rho = 2 * draws("rho01") - 1
+        extra = {
+            "var_unit": float((draws("sd_unit") ** 2).mean() * scale2),
+            "var_therapist": float((draws("sd_therapist") ** 2).mean() * scale2),
+            "var_client": float((draws("sd_int") ** 2).mean() * scale2),
+            "var_slope": float((draws("sd_slope") ** 2).mean() * scale2),
+            "cov_client_slope": float((rho * draws("sd_int") * draws("sd_slope")).mean()
+                                      * scale2),
+            "var_resid": float((draws("sigma") ** 2).mean() * scale2),
+            "n_obs": md.n_obs,
+            "n_clients": len(md.n),
+        }
+        return draws("beta")[:, 3] * md.y_sd, extra

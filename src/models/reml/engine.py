@@ -1,4 +1,4 @@
-"""Exact REML / ML for nested Gaussian mixed models, O(rows) per likelihood evaluation.
+"""The REML engine: exact REML / ML for nested Gaussian mixed models, O(rows) per evaluation.
 
 The model is
 
@@ -51,27 +51,16 @@ Examples
 from __future__ import annotations
 
 import math
-import time as _time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
-from scipy import optimize, special
+from scipy import optimize
 
-from models.base import Estimate, Estimator, LongFormatError, register
-
-__all__ = [
-    "MixedFit",
-    "fit_nested_lmm",
-    "trajectory_design",
-    "stepped_wedge_design",
-    "RemlTrajectory",
-    "RemlSteppedWedge",
-]
+__all__ = ["MixedFit", "fit_nested_lmm"]
 
 _LOG2PI = math.log(2.0 * math.pi)
 _ENGINES = ("numba", "numpy")
-_KERNELS = None  # models._reml_kernels once imported; False where numba is unavailable
+_KERNELS = None  # models.reml.kernels once imported; False where numba is unavailable
 
 
 def _kernels():
@@ -82,11 +71,11 @@ def _kernels():
     global _KERNELS
     if _KERNELS is None:
         try:
-            from models import _reml_kernels
+            from models.reml import kernels
         except ImportError:
             _KERNELS = False
         else:
-            _KERNELS = _reml_kernels
+            _KERNELS = kernels
     return _KERNELS or None
 
 
@@ -99,10 +88,6 @@ def _resolve_engine(engine):
     if engine == "numba" and _kernels() is None:
         raise ImportError("engine='numba' needs numba; use engine='numpy'")
     return engine
-# Newton's dense per-unit blocks hold units x slots^2 x parameters doubles; beyond this
-# (units with thousands of clients) L-BFGS-B on the O(rows) sweeps alone is cheaper
-_DENSE_MAX = 4_000_000
-
 
 @dataclass
 class MixedFit:
@@ -147,7 +132,6 @@ class MixedFit:
     n_eval: int = 0
     theta: np.ndarray | None = None
     df: dict[str, float] = field(default_factory=dict)
-    start: dict[str, float] = field(default_factory=dict)
 
     def se(self, name: str) -> float:
         """Standard error of the fixed effect ``name``."""
@@ -165,7 +149,7 @@ class _NestedLMM:
     ``engine="numba"`` evaluates the profiled deviance and its gradient with the kernels
     in :mod:`models._reml_kernels`; ``"numpy"`` with the vectorized sweeps below (the
     reference, and the fallback where numba does not import). ``None`` picks numba when
-    it imports. The exact Hessian (:meth:`derivs`, Newton) is numpy in both.
+    it imports.
     """
 
     def __init__(self, y, X, unit, therapist, client, z_slope, client_re, unit_period,
@@ -288,7 +272,6 @@ class _NestedLMM:
         self._pidx = np.array([pos.get("l11", pos.get("c_int", -1)), pos.get("l21", -1),
                                pos.get("l22", -1), pos.get("s_ther", -1),
                                pos["s_unit"], pos.get("s_up", -1)], dtype=np.int64)
-        self._layout()
 
     def _numpy_blocks(self):
         """Client outer products for the numpy sweep (not needed by the numba kernel).
@@ -500,203 +483,9 @@ class _NestedLMM:
                     g["l21"] = gL[1, 0]
         return np.array([g[nm] for nm in self.par_names], dtype=float)
 
-    # -- exact Hessian for Newton's method -----------------------------------------------
-    def _layout(self):
-        """Per-unit dense random-effect slots: ``2 * cmax`` client slots, then ``q``.
-
-        Padding slots (units with fewer clients or therapists) have all-zero rows in
-        every dense block, so the parameter derivatives need no per-unit masks.
-        """
-        cu = self.c_unit if self.client_re else np.zeros(0, dtype=int)
-        slot = np.arange(len(cu)) - self.u_cstart[cu]
-        cmax = int(slot.max()) + 1 if len(cu) else 0
-        rmx = 2 * cmax + self.q
-        self.c_slot, self.cmax, self.rmx = slot, cmax, rmx
-        # flat positions of the client 2 x 2 diagonal blocks in a (U, rmx, rmx) array
-        base = (cu * rmx + 2 * slot) * rmx + 2 * slot
-        self._za_idx = (base[:, None, None] + rmx * np.arange(2)[:, None]
-                        + np.arange(2)[None, :])
-        # how the relative covariance Lambda moves with each parameter: client
-        # parameters through dL (Gamma = L L'), unit-level ones through 2 s on their slots
-        qt, q = self.qt, self.q
-        self._dL, self._slots = {}, {}
-        pos = {"c_int": (0, 0), "l11": (0, 0), "l21": (1, 0), "l22": (1, 1)}
-        for nm in self.par_names:
-            if nm in pos:
-                e = np.zeros((2, 2))
-                e[pos[nm]] = 1.0
-                self._dL[nm] = e
-            else:
-                m = np.zeros(q)
-                if nm == "s_ther":
-                    m[:qt] = 1.0
-                elif nm == "s_unit":
-                    m[qt] = 1.0
-                else:
-                    m[qt + 1:] = 1.0
-                self._slots[nm] = m
-        cl = [nm for nm in self.par_names if nm in self._dL]
-        rc = np.array([pos[nm] for nm in cl], dtype=int).reshape(-1, 2)
-        self._d2_row = rc[:, 0]
-        self._d2_same = (rc[:, 1][:, None] == rc[:, 1][None, :]).astype(float)
-        self._slot_mat = np.array([self._slots[nm] for nm in self.par_names
-                                   if nm in self._slots]).reshape(-1, q)
-
-    def derivs(self, theta, method):
-        """Profiled deviance, its exact gradient and exact Hessian at ``theta``.
-
-        Works in the random-effect space, unit by unit, on dense blocks of the
-        ``2 * clients + q`` effects of a unit (padded to the largest unit): with
-        ``Omega = Z'H^-1 Z`` (block diagonal by unit), ``F = Z'H^-1 X``, ``Z'P Z =
-        Omega - F B^-1 F'`` and ``Delta_i = dLambda / dtheta_i``, the Hessian is
-
-        ``tr(P d2H_ij) - c r'd2H_ij r - tr(P dH_i P dH_j) + 2 c r'dH_i P dH_j r
-        - (c / rss) (r'dH_i r)(r'dH_j r)``, ``c = m / rss``
-
-        (``H^-1`` for ``P`` in the two traces for ML); each term is a trace or a
-        quadratic form in ``Z'P Z`` and the ``Delta_i``, and the cross-unit coupling
-        through ``B^-1 = (X'H^-1 X)^-1`` enters only through rank-``p`` corrections.
-        Returns ``None`` where the sweeps fail (a far-out trial point).
-        """
-        try:
-            with np.errstate(all="ignore"):
-                S, logdet, pieces = self.sweep(theta, keep=True)
-            crit = self._criterion(S, logdet, method)
-        except np.linalg.LinAlgError:
-            return None
-        if crit is None:
-            return None
-        dev, beta, XtX, rss, m = crit
-        L, N, d, Rm, RC, CuH, s_t, s_u, s_p, Cu = pieces
-        p, p1, q = self.p, self.p + 1, self.q
-        U, cmax, rmx = self.U, self.cmax, self.rmx
-        nc = 2 * cmax
-        E = slice(p1, p1 + q)
-        reml = method == "reml"
-        Binv = np.linalg.inv(XtX)
-        rvec = np.r_[-beta, 1.0]
-        cst = m / rss
-        names = self.par_names
-        npar = len(names)
-        vals = dict(zip(names, theta))
-        # Gd = [Z_c'A^-1 Z_e (clients); Z_e'A^-1 Z_e] per unit, Fd = Z'H^-1 [X y]
-        CEE = Cu[:, E, E]
-        Fd = np.zeros((U, rmx, p1))
-        Fd[:, nc:] = CuH[:, E, :p1]
-        if L is not None:
-            G0, G1 = self.G[:, 0], self.G[:, 1]
-            n00, n01, n11 = N
-            z00, z01, z11 = self.z00, self.z01, self.z11
-            a00 = z00 * n00 + z01 * n01
-            a01 = z00 * n01 + z01 * n11
-            a10 = z01 * n00 + z11 * n01
-            a11 = z01 * n01 + z11 * n11
-            K = np.stack([G0 - a00[:, None] * G0 - a01[:, None] * G1,
-                          G1 - a10[:, None] * G0 - a11[:, None] * G1], 1)  # Z_c'A^-1 W
-            za = np.empty((self.C, 2, 2))
-            za[:, 0, 0] = z00 - a00 * z00 - a01 * z01
-            za[:, 0, 1] = za[:, 1, 0] = z01 - a00 * z01 - a01 * z11
-            za[:, 1, 1] = z11 - a10 * z01 - a11 * z11
-            cu, sl = self.c_unit, self.c_slot
-            KE = K[:, :, E]
-            Kp = np.zeros((U, cmax, 2, q))
-            Kp[cu, sl] = KE
-            Gd = np.concatenate([Kp.reshape(U, nc, q), CEE], axis=1)
-            Fc = K[:, :, :p1] - KE @ RC[cu][:, :, :p1]
-            Fd4 = Fd[:, :nc].reshape(U, cmax, 2, p1)
-            Fd4[cu, sl] = Fc
-        else:
-            Gd = CEE
-        # Omega = Z'A^-1 Z - Gd R Gd' (Woodbury over the unit level)
-        Om = -(Gd @ Rm @ Gd.transpose(0, 2, 1))
-        Om[:, :, nc:] += Gd
-        Om[:, nc:, :nc] += Gd[:, :nc].transpose(0, 2, 1)
-        if L is not None:
-            Om.reshape(-1)[self._za_idx] += za
-        # Delta_i applied to the effect rows of Fd = Z'H^-1 [X y]: client rows by dGamma_i
-        # (2 x 2 per client), unit-level rows by the diagonal 2 s_i on their slots
-        cl = [i for i, nm in enumerate(names) if nm in self._dL]
-        ul = [i for i, nm in enumerate(names) if nm in self._slots]
-        dG = np.array([self._dL[names[i]] @ L.T + L @ self._dL[names[i]].T for i in cl]
-                      ).reshape(len(cl), 2, 2)
-        dU = np.array([2.0 * vals[names[i]] * self._slots[names[i]] for i in ul]
-                      ).reshape(len(ul), q)
-        YD = np.zeros((npar, U, rmx, p1))
-        if cl:
-            YD[cl, :, :nc] = (dG[:, None, None] @ Fd[None, :, :nc].reshape(
-                1, U, cmax, 2, p1)).reshape(len(cl), U, nc, p1)
-        if ul:
-            YD[ul, :, nc:] = dU[:, None, :, None] * Fd[None, :, nc:]
-        OYD = Om @ YD
-        Fx = Fd[..., :p]
-        zr = Fd @ rvec  # Z'r, r = P y
-        w = YD @ rvec  # Delta_i Z'r
-        Ow = OYD @ rvec
-        wf, Fxf = w.reshape(npar, -1), Fx.reshape(-1, p)
-        # T2 = r'dH_i P dH_j r = w_i'Omega w_j - (F'w_i)'B^-1 (F'w_j)
-        Fw = wf @ Fxf
-        T2 = wf @ Ow.reshape(npar, -1).T - Fw @ Binv @ Fw.T
-        qv = wf @ zr.reshape(-1)
-        # T1 = tr(Omega Delta_i Omega Delta_j) (+ rank-p corrections for REML), by blocks
-        T1 = np.zeros((npar, npar))
-        OEE = Om[:, nc:, nc:]
-        dO = np.einsum("uaa->a", OEE)  # sum over units of diag(Omega_EE)
-        trO = np.zeros(npar)
-        if ul:
-            S2 = (OEE * OEE).sum(0)
-            T1[np.ix_(ul, ul)] = dU @ S2 @ dU.T
-            trO[ul] = dU @ dO
-        if cl:
-            # second moments of the client-pair 2 x 2 blocks, entry by entry
-            Ocl = Om[:, :nc, :nc]
-            Occ = np.stack([Ocl[:, a::2, b::2] for a in (0, 1) for b in (0, 1)])
-            Occ = Occ.reshape(4, -1)
-            M4 = (Occ @ Occ.T).reshape(2, 2, 2, 2)
-            # sum over client pairs of tr(O_cd dG_i O_cd' dG_j)
-            T1[np.ix_(cl, cl)] = np.einsum("abcd,ibd,jca->ij", M4, dG, dG)
-            OcE = Om[:, :nc, nc:].reshape(U * cmax, 2, q)
-            M2 = np.einsum("nae,nbe->eab", OcE, OcE)
-            mix = np.einsum("iab,eab,je->ij", dG, M2, dU) if ul else None
-            if ul:
-                T1[np.ix_(cl, ul)] = mix
-                T1[np.ix_(ul, cl)] = mix.T
-            Dblk = Om.reshape(-1)[self._za_idx].sum(0)  # sum of client diagonal blocks
-            trO[cl] = np.einsum("iab,ab->i", dG, Dblk)
-        Y = YD[..., :p]
-        Yf = Y.reshape(npar, -1, p)
-        Phi = Fxf.T @ Yf  # F'Delta_i F
-        trace = trO
-        if reml:
-            YB = (Yf @ Binv).reshape(npar, -1)
-            trBPsi = YB @ OYD[..., :p].reshape(npar, -1).T
-            BPhi = Binv @ Phi
-            T1 += (-(trBPsi + trBPsi.T) + np.einsum("iab,jba->ij", BPhi, BPhi))
-            trace = trace - np.einsum("ipq,pq->i", Phi, Binv)
-        grad = trace - cst * qv
-        # second derivatives of Lambda: tr(d2Lambda (Z'PZ - c Z'r r'Z))
-        Mt_E = np.einsum("uaa->ua", OEE) - cst * zr[:, nc:] ** 2
-        if reml:
-            FE = Fx[:, nc:]
-            Mt_E -= np.einsum("uap,pq,uaq->ua", FE, Binv, FE)
-        Ecur = np.zeros((npar, npar))
-        if cl:
-            Fcx = Fc[..., :p]
-            rc = Fc @ rvec
-            Sc = Dblk - cst * (rc.T @ rc)
-            if reml:
-                Sc -= np.tensordot(Fcx @ Binv, Fcx, axes=([0, 2], [0, 2]))
-            # tr((E_i E_j' + E_j E_i') Sc) for dL_i = E_i = e_r e_c'
-            Ecur[np.ix_(cl, cl)] = self._d2_same * 2.0 * Sc[np.ix_(self._d2_row, self._d2_row)]
-        if ul:
-            Ecur[ul, ul] = 2.0 * (self._slot_mat @ Mt_E.sum(0))
-        H = Ecur - T1 + 2.0 * cst * T2 - (cst / rss) * np.outer(qv, qv)
-        return dev, grad, 0.5 * (H + H.T)
-
-
 def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml",
                    client_re=None, client_cov="unstructured", period=None,
-                   unit_period=False, names=None, start=None, tol=1e-10,
-                   optimizer="lbfgs", engine=None):
+                   unit_period=False, names=None, start=None, tol=1e-10, engine=None):
     """Fit the nested linear mixed model by REML or ML.
 
     Parameters
@@ -724,15 +513,11 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
         Fixed-effect names.
     start : array or dict, optional
         Starting relative parameters (standard deviations relative to sigma, client
-        Cholesky elements), as an array or a dict by name (``MixedFit.start``).
+        Cholesky elements), as an array or a dict by name (``_NestedLMM.par_names``).
+        Default: 0.5 for every relative SD and 0 for the client intercept-slope
+        Cholesky term, a fixed point, so the fit depends on the data alone.
     tol : float
         L-BFGS-B ``ftol``.
-    optimizer : {"lbfgs", "newton"}
-        L-BFGS-B with the analytic gradient (default), or Newton's method with the
-        exact Hessian (:meth:`_NestedLMM.derivs`; falls back to L-BFGS-B if it does
-        not converge or the per-unit blocks would be very large). Both reach the same
-        optimum; Newton needs about 6 Hessian evaluations instead of about 17 gradient
-        evaluations but each costs about 2.5 of them, so it is not yet faster.
     engine : {None, "numba", "numpy"}
         How the deviance and gradient are evaluated: the numba kernels
         (:mod:`models._reml_kernels`, compiled on the first fit and cached on disk) or the
@@ -766,8 +551,6 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
     therapist = np.asarray(therapist)
     client = np.asarray(client)
     per = None if period is None else np.asarray(period)
-    if optimizer not in ("newton", "lbfgs"):
-        raise ValueError(f"optimizer must be 'newton' or 'lbfgs', got {optimizer!r}")
     if unit_period and per is None:
         raise ValueError("unit_period=True needs period")
     mdl = _NestedLMM(y, X, unit, therapist, client, z, client_re, unit_period, per,
@@ -775,16 +558,11 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
     names = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
     theta0 = np.array([0.0 if nm == "l21" else 0.5 for nm in mdl.par_names])
     if isinstance(start, dict):
-        # warm start by name (an estimator re-fitting similar replicates)
         theta0 = np.array([start.get(nm, v) for nm, v in zip(mdl.par_names, theta0)])
     elif start is not None:
         theta0 = np.asarray(start, float)
 
-    res = None
-    if optimizer == "newton" and mdl.U * mdl.rmx * mdl.rmx * len(theta0) <= _DENSE_MAX:
-        res = _newton(mdl, theta0, method)
-    if res is None:
-        res = _lbfgs(mdl, theta0, method, tol)
+    res = _lbfgs(mdl, theta0, method, tol)
     theta = res.x
     dev, (beta, XtX, sigma2) = mdl.profile(theta, method)
     cov = sigma2 * np.linalg.inv(XtX)
@@ -807,12 +585,11 @@ def fit_nested_lmm(y, X, unit, therapist, client, z_slope=None, *, method="reml"
     return MixedFit(beta=beta, cov_beta=cov, names=names, sigma2=float(sigma2),
                     variances=var, llf=-0.5 * float(dev), method=method,
                     converged=bool(res.success), boundary=boundary,
-                    n_eval=mdl.n_eval, theta=theta, df=df,
-                    start=dict(zip(mdl.par_names, map(float, theta))))
+                    n_eval=mdl.n_eval, theta=theta, df=df)
 
 
 def _lbfgs(mdl, theta0, method, tol):
-    """L-BFGS-B with the analytic gradient (the fallback, and ``optimizer="lbfgs"``)."""
+    """L-BFGS-B on the profiled deviance with its analytic gradient."""
 
     def obj(th):
         out = mdl.profile(th, method, grad=True)
@@ -827,72 +604,6 @@ def _lbfgs(mdl, theta0, method, tol):
     return optimize.minimize(obj, theta0, jac=True, method="L-BFGS-B",
                              bounds=[(-30.0, 30.0)] * len(theta0),
                              options={"ftol": tol, "gtol": 1e-7, "maxiter": 500})
-
-
-def _newton(mdl, theta0, method, maxit=50, dec_tol=1e-10, quad_tol=1e-6):
-    """Modified Newton on the profiled deviance with the exact Hessian.
-
-    The step uses the Hessian with its eigenvalues replaced by their absolute values
-    (floored), so it is a descent direction away from the optimum as well; steps are
-    capped at 2 (relative SDs beyond that are a far-out move) and backtracked until the
-    deviance drops (Armijo). Converged when the Newton decrement ``g' H^-1 g`` (twice
-    the predicted deviance reduction) is below ``dec_tol``. Returns ``None`` (the
-    caller falls back to L-BFGS-B) if that does not happen within ``maxit`` steps.
-    """
-    th = np.asarray(theta0, float).copy()
-    cur = mdl.derivs(th, method)
-    if cur is None:
-        return None
-    f, g, H = cur
-    for it in range(maxit):
-        lam0, V = np.linalg.eigh(H)
-        scale = max(1.0, float(np.abs(lam0).max()))
-        convex = lam0[0] > 0
-        lam = np.maximum(np.abs(lam0), 1e-8 * scale)
-        step = -V @ ((V.T @ g) / lam)
-        dec = float(-g @ step)
-        if dec < dec_tol:
-            if lam0[0] > -1e-6 * scale:
-                return optimize.OptimizeResult(x=th, fun=f, success=True, nit=it)
-            # a saddle, typically a variance at exactly zero where the deviance, even in
-            # that SD, is a maximum along it: leave along the negative curvature
-            v = V[:, 0] if g @ V[:, 0] <= 0 else -V[:, 0]
-            step = 0.1 * v
-            dec = float(-0.5 * lam0[0]) * 0.01
-        if convex and dec < quad_tol:
-            # exact Hessian, positive definite: the full step converges quadratically,
-            # leaving a decrement of order dec^2 (< dec_tol); the caller re-evaluates
-            # the deviance at the returned point, so no further sweep is needed
-            trial = th + step
-            if mdl.profile(trial, method)[0] <= f:
-                return optimize.OptimizeResult(x=trial, fun=f, success=True, nit=it + 1)
-        # a step from an indefinite Hessian follows a model that is wrong in some
-        # direction: keep it short
-        cap = 2.0 if convex else 0.5
-        big = float(np.abs(step).max())
-        if big > cap:
-            step *= cap / big
-            dec = float(-g @ step)
-        t = 1.0
-        while True:
-            trial = th + t * step
-            if t == 1.0:
-                nxt = mdl.derivs(trial, method)
-                f_new = nxt[0] if nxt is not None else np.inf
-            else:
-                f_new = mdl.profile(trial, method)[0]
-            if f_new <= f - 1e-4 * t * dec:
-                break
-            t *= 0.5
-            if t < 1e-8:
-                return None
-        if t < 1.0:
-            nxt = mdl.derivs(trial, method)
-            if nxt is None:
-                return None
-        th = trial
-        f, g, H = nxt
-    return None
 
 
 def _between_within_df(X, names, mdl, client_re):
@@ -921,210 +632,3 @@ def _between_within_df(X, names, mdl, client_re):
             g_n = mdl.C if client_re == 2 else n
         out[nm] = float(max(g_n - p, 1))
     return out
-
-
-# -- designs from the long format ------------------------------------------------------
-def _log_time(df: pd.DataFrame, primary_month: float) -> np.ndarray:
-    if primary_month is None or not primary_month > 0:
-        raise LongFormatError(f"primary_month must be positive, got {primary_month!r}")
-    month = df["month"].to_numpy(dtype=float)
-    if (month < 0).any():
-        raise LongFormatError("column 'month' must be >= 0 (months since the client's start)")
-    return np.log1p(month) / math.log1p(primary_month)
-
-
-def _client_re(df: pd.DataFrame, t: np.ndarray) -> int:
-    """2 if some client has >= 3 distinct times, 1 if some has >= 2 rows, else 0."""
-    # one sort by (client, time): rows per client and distinct times per client are runs
-    client = df["client"].to_numpy()
-    o = np.lexsort((t, client))
-    cs, ts = client[o], t[o]
-    new_c = np.empty(len(cs), dtype=bool)
-    new_c[:1] = True
-    np.not_equal(cs[1:], cs[:-1], out=new_c[1:])
-    starts = np.flatnonzero(new_c)
-    if np.diff(np.append(starts, len(cs))).max() < 2:
-        return 0
-    new_t = new_c.copy()
-    new_t[1:] |= ts[1:] != ts[:-1]
-    n_times = np.add.reduceat(new_t.astype(np.int64), starts)
-    return 2 if n_times.max() >= 3 else 1
-
-
-def trajectory_design(df: pd.DataFrame, primary_month: float):
-    """Fixed effects of the trajectory model.
-
-    Returns ``X, names, target, time``: intercept, time, arm, arm:time with target
-    ``arm:time`` (the FIT - usual care difference at the primary month, where time = 1).
-    If ``time`` does not vary (one occasion), intercept and arm with target ``arm``.
-    """
-    t = _log_time(df, primary_month)
-    arm = df["arm"].to_numpy(dtype=float)
-    if not np.isin(arm, (0.0, 1.0)).all():
-        raise LongFormatError("column 'arm' must be 0/1")
-    if arm.min() == arm.max():
-        raise LongFormatError("column 'arm' has one value only; both arms are needed")
-    one = np.ones_like(t)
-    if np.ptp(t) == 0:
-        return np.column_stack([one, arm]), ["Intercept", "arm"], "arm", t
-    X = np.column_stack([one, t, arm, arm * t])
-    return X, ["Intercept", "time", "arm", "arm:time"], "arm:time", t
-
-
-def stepped_wedge_design(df: pd.DataFrame, primary_month: float):
-    """Fixed effects of the stepped-wedge model (Hussey & Hughes 2007).
-
-    Intercept, calendar-period effects (first period the reference) and exposure; with
-    repeated measures also time and exposure:time, and the target is exposure:time (the
-    effect of FIT at the primary month, growing with time like the trajectory model;
-    ``exposure`` is then the difference at baseline). Returns ``X, names, target, time``.
-    """
-    if "period" not in df.columns:
-        raise LongFormatError("the stepped-wedge model needs column 'period' "
-                              "(calendar period of the observation)")
-    t = _log_time(df, primary_month)
-    expo = df["exposure"].to_numpy(dtype=float)
-    if not np.isin(expo, (0.0, 1.0)).all():
-        raise LongFormatError("column 'exposure' must be 0/1")
-    if expo.min() == expo.max():
-        raise LongFormatError("column 'exposure' has one value only; a stepped wedge "
-                              "needs exposed and unexposed observations")
-    per = df["period"].to_numpy()
-    levels = np.unique(per)
-    cols = [np.ones_like(t)] + [(per == lv).astype(float) for lv in levels[1:]]
-    names = ["Intercept"] + [f"period[{lv}]" for lv in levels[1:]]
-    if np.ptp(t) > 0:
-        cols += [t, expo, expo * t]
-        names += ["time", "exposure", "exposure:time"]
-        target = "exposure:time"
-    else:
-        cols += [expo]
-        names += ["exposure"]
-        target = "exposure"
-    X = np.column_stack(cols)
-    # a period confounded with exposure (or empty) makes X rank deficient: say so
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        raise LongFormatError("period effects and exposure are collinear: every period "
-                              "needs exposed and unexposed observations somewhere")
-    return X, names, target, t
-
-
-def _estimate(est: Estimator, fit: MixedFit, target: str, t0: float, extra: dict):
-    b, se = fit.coef(target), fit.se(target)
-    df_kind = est.options.get("df", "between_within")
-    alpha = 0.05
-    if est.scenario is not None:
-        alpha = est.scenario.analysis.alpha
-    # scipy.special's ufuncs: the frozen scipy.stats distributions cost a millisecond
-    if df_kind == "normal":
-        q = float(special.ndtri(0.975))
-        p = float(2 * special.ndtr(-abs(b) / se)) if se > 0 else float("nan")
-    elif df_kind == "between_within":
-        dfv = fit.df[target]
-        q = float(special.stdtrit(dfv, 0.975))
-        p = float(2 * special.stdtr(dfv, -abs(b) / se)) if se > 0 else float("nan")
-    else:
-        raise ValueError(f"df must be 'between_within' or 'normal', got {df_kind!r}")
-    diag = {"converged": fit.converged, "fit_seconds": _time.perf_counter() - t0,
-            "n_eval": fit.n_eval, "boundary": ", ".join(fit.boundary),
-            "warnings": [f"variance at zero: {b_}" for b_ in fit.boundary]}
-    ex = {**fit.variances, "df": fit.df[target], "llf": fit.llf, "method": fit.method,
-          "alpha": alpha, **extra}
-    return Estimate(estimator=est.name, estimand=est.estimand, estimate=b, se=se,
-                    lower=b - q * se, upper=b + q * se, p_value=p, extra=ex,
-                    diagnostics=diag)
-
-
-def _next_start(fit: MixedFit) -> dict[str, float] | None:
-    """Warm start for the next replicate: this optimum, moved off exact zeros.
-
-    Starting at a variance of exactly zero would leave L-BFGS-B on the symmetric
-    point where the gradient vanishes, so components below 0.05 restart at 0.05.
-    """
-    if not fit.converged:
-        return None
-    return {k: (v if abs(v) >= 0.05 or k == "l21" else 0.05) for k, v in fit.start.items()}
-
-
-def _check_options(opts: dict, allowed: set[str]):
-    bad = set(opts) - allowed
-    if bad:
-        raise TypeError(f"unknown option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
-    if opts.get("method", "reml") not in ("reml", "ml"):
-        raise ValueError(f"method must be 'reml' or 'ml', got {opts['method']!r}")
-    if opts.get("df", "between_within") not in ("between_within", "normal"):
-        raise ValueError(f"df must be 'between_within' or 'normal', got {opts['df']!r}")
-
-
-@register
-class RemlTrajectory(Estimator):
-    """Gaussian 3-level trajectory model by exact REML (ML with ``method="ml"``).
-
-    Fixed: intercept, time, arm, arm:time; random: unit, therapist (nested; none for
-    therapist -1), client intercept and slope on time (dropped where not identified).
-    The estimate is the arm:time coefficient, the FIT - usual-care difference at the
-    primary month. Options: ``method`` ("reml"/"ml"), ``client_cov``
-    ("unstructured"/"diagonal"), ``df`` ("between_within"/"normal").
-    """
-
-    name = "reml_trajectory"
-    estimand = "itt"
-    outcome_kinds = ("ors",)
-    _allowed = {"method", "client_cov", "df"}
-
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        _check_options(self.options, self._allowed)
-        self._warm = None
-
-    def _fit(self, df: pd.DataFrame) -> Estimate:
-        t0 = _time.perf_counter()
-        X, names, target, t = trajectory_design(df, self.primary_month)
-        cre = _client_re(df, t)
-        fit = fit_nested_lmm(
-            df["outcome"].to_numpy(float), X, df["unit"].to_numpy(),
-            df["therapist"].to_numpy(), df["client"].to_numpy(), t if cre == 2 else None,
-            method=self.options.get("method", "reml"), client_re=cre,
-            client_cov=self.options.get("client_cov", "unstructured"), names=names,
-            start=self._warm)
-        self._warm = _next_start(fit)
-        return _estimate(self, fit, target, t0, {"client_re": cre, "target": target})
-
-
-@register
-class RemlSteppedWedge(Estimator):
-    """Stepped-wedge mixed model by exact REML: Hussey & Hughes with repeated measures.
-
-    Fixed: intercept, calendar-period effects, exposure (+ time and exposure:time with
-    repeated measures; the estimate is then exposure:time, the effect at the primary
-    month). Random: unit, therapist, optional unit x period (``unit_period``, default
-    True), client intercept and slope where identified. Options as
-    :class:`RemlTrajectory` plus ``unit_period``.
-    """
-
-    name = "reml_stepped_wedge"
-    estimand = "itt"
-    outcome_kinds = ("ors",)
-    required = ("unit", "therapist", "client", "exposure", "month", "outcome", "period")
-    _allowed = {"method", "client_cov", "df", "unit_period"}
-
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        _check_options(self.options, self._allowed)
-        self._warm = None
-
-    def _fit(self, df: pd.DataFrame) -> Estimate:
-        t0 = _time.perf_counter()
-        X, names, target, t = stepped_wedge_design(df, self.primary_month)
-        cre = _client_re(df, t)
-        per = df["period"].to_numpy()
-        up = bool(self.options.get("unit_period", True)) and len(np.unique(per)) > 1
-        fit = fit_nested_lmm(
-            df["outcome"].to_numpy(float), X, df["unit"].to_numpy(),
-            df["therapist"].to_numpy(), df["client"].to_numpy(), t if cre == 2 else None,
-            method=self.options.get("method", "reml"), client_re=cre,
-            client_cov=self.options.get("client_cov", "unstructured"), period=per,
-            unit_period=up, names=names, start=self._warm)
-        self._warm = _next_start(fit)
-        return _estimate(self, fit, target, t0, {"client_re": cre, "target": target,
-                                                 "unit_period": up})

@@ -1,5 +1,4 @@
-"""Binary outcomes such as employment (IPS pre-study): Bayesian logit mixed model and a
-fast frequentist risk difference.
+"""Binary outcomes such as employment (IPS pre-study): the Bayesian logit mixed model.
 
 ``bayes_binary``: one row per observed client x occasion::
 
@@ -8,37 +7,25 @@ fast frequentist risk difference.
 
 with ``beta[baseline] = delta[baseline] = 0``. The risk difference and risk ratio at the
 primary month are *marginal* (population-averaged) derived quantities: for each posterior
-draw the risk in each arm is ``E[invlogit(eta + b)]`` with ``b ~ N(0, s^2)``, ``s^2`` the
+draw the risk in each arm is ``E[expit(eta + b)]`` with ``b ~ N(0, s^2)``, ``s^2`` the
 sum of the random-effect variances (the therapist variance only in an arm whose clients
 have therapists), integrated by Gauss-Hermite quadrature. Priors (logit scale)::
 
     alpha ~ N(0, 2.5); beta, delta ~ N(0, 2.5)
     sigma_unit, sigma_therapist ~ HalfNormal(1); sigma_client ~ HalfNormal(2)
 
-``glm_binary``: linear-probability OLS of the primary-month outcome on arm and baseline,
-cluster-robust (CR1) by therapist or unit; the risk difference in seconds.
+The fast frequentist risk difference (``glm_binary``) is in :mod:`models.simple`.
 """
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 
-from models.base import Estimate, Estimator, register
-from models.bayes import (
-    BayesEstimator,
-    IdMap,
-    gauss_hermite,
-    invlogit,
-    occasion_codes,
-    post,
-    random_effect,
-)
-from models.iv import _t_summary, client_table, cluster_2sls, cluster_ids
+from models.base import register
+from models.bayes.base import BayesEstimator, IdMap, occasion_codes, post, random_effect
+from simulate.conventions import expit, gauss_hermite
 
-__all__ = ["BayesBinary", "GlmBinary"]
+__all__ = ["BayesBinary"]
 
 
 @register
@@ -54,13 +41,8 @@ class BayesBinary(BayesEstimator):
     outcome_kinds = ("binary",)
     monitor = ("alpha", "beta", "delta", "sigma_unit", "sigma_therapist", "sigma_client")
 
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        if self.options:
-            raise TypeError(f"unknown option(s) for {self.name}: {sorted(self.options)}")
-
-    def _arrays(self, df):
-        occ, months, p = occasion_codes(df, self.primary_month)
+    def _arrays(self, df, primary_month):
+        occ, months, p = occasion_codes(df, primary_month)
         unit, n_unit = IdMap.codes(df["unit"])
         ther, n_ther = IdMap.codes(df["therapist"])
         client, n_client = IdMap.codes(df["client"])
@@ -107,7 +89,7 @@ class BayesBinary(BayesEstimator):
         risks = []
         for a, eta in ((0, eta0), (1, eta1)):
             s = np.sqrt(vu + vc + (vt if meta["therapist_in_arm"][a] else 0.0))
-            risks.append(invlogit(eta[:, None] + s[:, None] * x[None, :]) @ w)
+            risks.append(expit(eta[:, None] + s[:, None] * x[None, :]) @ w)
         p0, p1 = risks
         rr = p1 / p0
         extra = {"risk_control": float(p0.mean()), "risk_treated": float(p1.mean()),
@@ -117,38 +99,3 @@ class BayesBinary(BayesEstimator):
                  "var_unit": float(vu.mean()), "var_therapist": float(vt.mean()),
                  "var_client": float(vc.mean())}
         return p1 - p0, extra
-
-
-@register
-class GlmBinary(Estimator):
-    """Risk difference at the primary month: cluster-robust linear-probability OLS.
-
-    Options: ``cluster`` (``"therapist"`` default, or ``"unit"``). ``extra`` has the
-    unadjusted ``risk_control``/``risk_treated`` and their ratio ``risk_ratio``.
-    """
-
-    name = "glm_binary"
-    estimand = "risk_difference"
-    outcome_kinds = ("binary",)
-
-    def __init__(self, scenario=None, columns=None, **options):
-        super().__init__(scenario, columns, **options)
-        self.cluster = self.options.pop("cluster", "therapist")
-        if self.cluster not in ("therapist", "unit"):
-            raise ValueError(f"cluster must be 'therapist' or 'unit', got {self.cluster!r}")
-        if self.options:
-            raise TypeError(f"unknown option(s) for {self.name}: {sorted(self.options)}")
-
-    def _fit(self, df):
-        t0 = time.perf_counter()
-        ct = client_table(df.assign(uptake=0) if "uptake" not in df else df, self.primary_month)
-        y, z = ct["y"].to_numpy(float), ct["z"].to_numpy(float)
-        X = np.column_stack([np.ones(len(ct)), z, ct["baseline"].to_numpy(float)])
-        beta, cov, G = cluster_2sls(y, X, X, cluster_ids(ct, self.cluster))
-        res = _t_summary(beta[1], math.sqrt(cov[1, 1]), G)
-        p0, p1 = y[z == 0].mean(), y[z == 1].mean()
-        extra = {"risk_control": float(p0), "risk_treated": float(p1),
-                 "risk_ratio": float(p1 / p0) if p0 > 0 else float("nan"),
-                 "n_clusters": G, "n_clients": len(ct)}
-        diag = {"converged": True, "fit_seconds": time.perf_counter() - t0, "warnings": []}
-        return Estimate(self.name, self.estimand, extra=extra, diagnostics=diag, **res)

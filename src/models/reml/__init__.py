@@ -1,0 +1,19 @@
+"""Exact REML for the nested Gaussian mixed models: the engine, its numba kernels and the
+estimators ``reml_trajectory`` and ``reml_stepped_wedge``.
+
+- :mod:`models.reml.engine`: sufficient statistics, the profiled deviance and its
+  gradient (numpy reference sweeps), :func:`fit_nested_lmm`;
+- :mod:`models.reml.kernels`: the same deviance and gradient as numba loops (imported on
+  the first fit);
+- :mod:`models.reml.estimators`: the designs and the registered estimators.
+"""
+
+from models.reml.engine import MixedFit, fit_nested_lmm  # noqa: F401
+from models.reml.estimators import (  # noqa: F401
+    RemlEstimator,
+    RemlSteppedWedge,
+    RemlTrajectory,
+    client_re_level,
+    stepped_wedge_design,
+    trajectory_design,
+)

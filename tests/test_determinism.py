@@ -1,0 +1,61 @@
+"""Estimators are pure functions of their data and plan.
+
+The same data give the same Estimate whatever the estimator object fitted before, in
+whichever order replicates arrive, and (Bayesian) whatever the number of sampler threads.
+The batch-level checks (1 vs 2 workers vs Dask vs kill + resume) are in
+``tests/test_study_batch.py``.
+"""
+
+import pytest
+
+from conftest import PARAMS
+from models import get_estimator
+from simulate import Scenario, load_scenario, simulate_trial
+
+KEYS = ("estimate", "se", "lower", "upper", "p_value", "p_positive")
+
+
+def same(a, b):
+    """Bit-identical results (timing diagnostics aside)."""
+    return all(getattr(a, k) == getattr(b, k) or (getattr(a, k) != getattr(a, k)
+                                                   and getattr(b, k) != getattr(b, k))
+               for k in KEYS) and a.extra == b.extra
+
+
+SMALL = {"size.units": 6, "size.clients_per_unit": 12}
+CASES = [
+    ("reml_trajectory", Scenario().replace(SMALL), {}),
+    ("reml_stepped_wedge", load_scenario(PARAMS / "fit_stepped_wedge.yaml").replace(
+        {"size.units": 8, "size.clients_per_unit": 12}), {}),
+    ("mixedlm", Scenario().replace(SMALL), {}),
+    ("iv_cace", Scenario().replace(SMALL), {}),
+]
+
+
+@pytest.mark.parametrize("name, sc, opts", CASES, ids=[c[0] for c in CASES])
+def test_order_of_fits_does_not_matter(name, sc, opts):
+    trials = [simulate_trial(sc, s).data for s in (11, 12, 13)]
+    fresh = [get_estimator(name, sc, **opts).fit(d) for d in trials]
+    shared = get_estimator(name, sc, **opts)
+    forward = [shared.fit(d) for d in trials]
+    backward = [shared.fit(d) for d in reversed(trials)][::-1]
+    for f, a, b in zip(fresh, forward, backward):
+        assert same(f, a) and same(f, b)
+
+
+@pytest.mark.bayes
+def test_bayesian_fit_depends_on_the_data_only():
+    # tiny draws: the point is identity of the draws, not their quality
+    sc = Scenario().replace(SMALL)
+    opts = dict(draws=30, tune=30, chains=2)
+    a, b = simulate_trial(sc, 1).data, simulate_trial(sc, 2).data
+    est = get_estimator("bayes_marginal", sc, cores=1, **opts)
+    b_first = est.fit(b)
+    est.fit(a)
+    b_after_a = est.fit(b)
+    assert same(b_first, b_after_a)
+    # another object, two sampler threads instead of one: the same draws
+    other = get_estimator("bayes_marginal", sc, cores=2, **opts).fit(b)
+    assert same(b_first, other)
+    # a different data set gives different draws (the check can fail)
+    assert not same(est.fit(a), b_first)
