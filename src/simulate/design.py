@@ -13,6 +13,7 @@ __all__ = [
     "allocate_units",
     "assign_steps",
     "crossover_months",
+    "exposed",
     "step_length",
     "schedule_matrix",
 ]
@@ -111,6 +112,16 @@ def crossover_months(scenario) -> np.ndarray:
     """Calendar month at which step s = 1..S starts FIT (index 0 is unused: -inf)."""
     length = step_length(scenario)
     return np.concatenate([[-np.inf], np.arange(1, scenario.design.steps + 1) * length])
+
+
+def exposed(start, crossover, lag_months: float) -> np.ndarray:
+    """FIT offered (1) or not (0) to clients by their start month, in a stepped wedge.
+
+    A client gets FIT when they start at least ``lag_months`` after their unit's
+    crossover: the lag is the time a unit takes to begin offering FIT once it has
+    crossed over. ``crossover = -inf`` offers FIT to everyone.
+    """
+    return (np.asarray(start) >= np.asarray(crossover) + lag_months).astype(np.int8)
 
 
 def schedule_matrix(step_of_unit: np.ndarray, scenario) -> pd.DataFrame:
