@@ -17,14 +17,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from simulate import compliance as comp
 from simulate import design as des
 from simulate import missingness as miss
 from simulate import outcomes as out
 from simulate import population as pop
-from simulate.conventions import FIDELITY_LEVELS, ORS_MAX, ORS_MIN, scaled_time, therapist_split
+from simulate.conventions import (
+    FIDELITY_LEVELS,
+    ORS_MAX,
+    ORS_MIN,
+    expit,
+    scaled_time,
+    therapist_split,
+)
 from simulate.scenario import Scenario, load_scenario
 
 __all__ = ["Trial", "simulate_trial", "make_rng"]
