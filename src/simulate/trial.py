@@ -218,7 +218,8 @@ def _care(sc: Scenario, layout: _Layout, arm, exposure, rng) -> _Care:
     ramp = comp.fidelity_ramp(layout.start, layout.crossover[unit], sc.compliance.ramp_months)
     complier = comp.draw_compliers(unit.size, sc.compliance, rng)
     uptake = (exposure * complier).astype(np.int8)
-    return _Care(exposure, therapist, has_t, fidelity, multipliers[fidelity] * ramp, complier, uptake)
+    dose = multipliers[fidelity] * ramp
+    return _Care(exposure, therapist, has_t, fidelity, dose, complier, uptake)
 
 
 @dataclass
@@ -268,7 +269,7 @@ class _Result:
     progress: np.ndarray  # per client: change by the primary month (drives MNAR)
     not_on_track: np.ndarray
     effect: np.ndarray  # per client: the effect at the primary month if FIT is taken up
-    truth: dict[str, float]  # outcome-specific estimands
+    risks: tuple[np.ndarray, np.ndarray] | None = None  # binary: risk without, with FIT
 
 
 def _ors_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions, rng) -> _Result:
@@ -291,7 +292,7 @@ def _ors_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions, rn
     y_full = np.round(np.clip(latent, ORS_MIN, ORS_MAX), 1)
     alliance = rng.standard_normal(n)
     srs = out.srs_scores(latent, alliance, oc, rng)
-    return _Result(y_full, srs, progress, not_on_track, tau_potential, {})
+    return _Result(y_full, srs, progress, not_on_track, tau_potential)
 
 
 def _binary_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions,
@@ -300,7 +301,7 @@ def _binary_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions,
 
     The intercepts and the effect come from :func:`simulate.outcomes.binary_calibration`.
     Each client's effect is the risk difference at the primary month if FIT is taken up;
-    the risks with and without FIT give the risk-scale estimands.
+    the risks without and with FIT are kept for the risk-scale estimands.
     """
     oc, n = sc.outcome, level.shape[0]
     re_sd = float(np.sqrt(vc["var_unit"] + vc["var_therapist"] + vc["var_client"]))
@@ -318,16 +319,8 @@ def _binary_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions,
     eta0 = a0 + (a1 - a0) + level[:, occ.primary] + shift  # primary month, no FIT
     p0 = expit(eta0)
     p1 = expit(eta0 + tau_logit)
-    exposed = care.exposure == 1
-    sel = exposed & (complier == 1)
-    truth = {
-        "risk_control": _mean(p0[exposed]),
-        "risk_treated": _mean(np.where(complier == 1, p1, p0)[exposed]),
-    }
-    truth["risk_ratio"] = truth["risk_treated"] / truth["risk_control"]
-    truth["risk_ratio_compliers"] = _mean(p1[sel]) / _mean(p0[sel])
     return _Result(y_full, np.full(eta.shape, np.nan), progress, np.zeros(n, dtype=np.int8),
-                   p1 - p0, truth)
+                   p1 - p0, (p0, p1))
 
 
 @dataclass
@@ -414,8 +407,9 @@ def _truth(sc: Scenario, res: _Result, care: _Care, vc: dict) -> dict[str, float
 
     ``itt``: mean effect of offering FIT (non-compliers contribute 0); ``cace``: mean
     effect among offered compliers; ``cace_fidelity_*``: the same within each fidelity
-    level of the client's therapist. Binary outcomes add the risk-scale estimands, with
-    ``risk_difference`` equal to ``itt``.
+    level of the client's therapist. Binary outcomes add the risks over the clients
+    offered FIT (``risk_control`` had none taken FIT up, ``risk_treated`` as drawn), their
+    ratio, the ratio among compliers, and ``risk_difference`` (equal to ``itt``).
     """
     effect, complier = res.effect, care.complier
     exposed = care.exposure == 1
@@ -428,9 +422,14 @@ def _truth(sc: Scenario, res: _Result, care: _Care, vc: dict) -> dict[str, float
     }
     for lev, name in enumerate(FIDELITY_LEVELS):
         truth[f"cace_fidelity_{name}"] = _mean(effect[sel & (care.fidelity == lev)])
-    truth.update(res.truth)
+    if res.risks is not None:
+        p0, p1 = res.risks
+        truth["risk_control"] = _mean(p0[exposed])
+        truth["risk_treated"] = _mean(np.where(complier == 1, p1, p0)[exposed])
+        truth["risk_ratio"] = truth["risk_treated"] / truth["risk_control"]
+        truth["risk_ratio_compliers"] = _mean(p1[sel]) / _mean(p0[sel])
     truth.update(vc)
-    if sc.outcome.kind == "binary":
+    if res.risks is not None:
         truth["risk_difference"] = truth["itt"]
     return truth
 
