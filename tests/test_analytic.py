@@ -1,4 +1,4 @@
-"""Closed-form power and variance (simulate.analytic) against independent computations.
+"""Closed-form power and variance (simulate.power) against independent computations.
 
 Every formula is compared with a brute-force simulation written here from the model
 itself (numpy, fixed seeds), or with an exact identity. Tolerances are 4 Monte Carlo
@@ -16,7 +16,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from simulate import Scenario
-from simulate import analytic as an
+from simulate import power as an
 
 
 def rate_tol(p: float, reps: int) -> float:
@@ -332,7 +332,7 @@ def test_scenario_partially_nested_uses_one_design_effect():
                              "design.block_size": 3, "missingness.attrition_rate": 0.0})
     out = an.power(sc)
     assert out["design_effect_control"] == 1.0 and out["therapists_control"] == 0
-    # the DOMAIN formula, but controls lack the therapist variance: s_C^2 = s^2 (1 - rho)
+    # the partially nested formula, but controls lack the therapist variance: s_C^2 = s^2 (1 - rho)
     rho = out["icc_therapist_within_unit"]
     v = an.variance_clustered_arms(out["sd"], out["n_treat"], out["n_control"] / (1 - rho),
                                    out["clients_per_therapist_treat"], rho,

@@ -2,7 +2,7 @@
 
 For each design, R simulated trials (MCAR attrition) are analysed by the difference in
 observed means at the primary month. The empirical variance of that estimator must match
-``analytic.power(scenario)["variance"]``. The relative standard error of a sample variance
+``simulate.power.power(scenario)["variance"]``. The relative standard error of a sample variance
 is sqrt(2 / (R - 1)) for normal estimates, so the tolerance is 4 of those.
 """
 
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import FULL
 from simulate import Scenario, simulate_trial
-from simulate.analytic import power
+from simulate.power import power
 
 R = 4000 if FULL else 800
 

@@ -46,7 +46,7 @@ def test_fit_real_data_with_column_mapping(tmp_path, capsys):
 
 
 def test_power_json(capsys):
-    pytest.importorskip("simulate.analytic")
+    pytest.importorskip("simulate.power")
     assert main(["power", "default", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert 0 < res["power"] < 1

@@ -301,13 +301,13 @@ def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
 
 
 def analytic_power(scenario) -> dict[str, float]:
-    """Closed-form power of the scenario (:func:`simulate.analytic.power`).
+    """Closed-form power of the scenario (:func:`simulate.power.power`).
 
     ``analytic_power`` compares primary-month outcomes; ``analytic_power_adjusted`` adjusts
     for baseline (ANCOVA). NaN where a formula does not cover the design, recorded rather
     than failing the summary.
     """
-    from simulate.analytic import power
+    from simulate.power import power
 
     try:
         out = power(scenario)

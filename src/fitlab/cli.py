@@ -166,7 +166,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_power(args) -> int:
-    from simulate.analytic import power
+    from simulate.power import power
 
     sc = _scenario(args.scenario)
     res = _jsonable(power(sc))

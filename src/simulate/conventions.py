@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 __all__ = [
     "FIDELITY_LEVELS",
@@ -88,8 +89,12 @@ def therapist_split(therapists_per_unit: int, treated_share: float,
 
 
 def expit(x):
-    """The logistic function ``1 / (1 + exp(-x))``, without overflow for large ``|x|``."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+    """The logistic function ``1 / (1 + exp(-x))``, without overflow for large ``|x|``.
+
+    It is scipy's ``expit``: the simulator has always drawn its binary outcomes and its
+    missingness with it, so every trial stays the same draw for the same seed.
+    """
+    return special.expit(np.asarray(x, dtype=float))
 
 
 @lru_cache(maxsize=16)

@@ -8,13 +8,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulate.compliance import fidelity_ramp
+
 __all__ = [
     "allocate_clients",
     "allocate_units",
     "assign_steps",
+    "units_per_step",
     "crossover_months",
+    "exposed",
     "step_length",
     "schedule_matrix",
+    "mean_exposure_matrix",
 ]
 
 
@@ -87,7 +92,7 @@ def assign_steps(sizes: np.ndarray, design, rng) -> np.ndarray:
     distinct steps, so every step gets a similar mix of small and large units.
     """
     n, s = len(sizes), design.steps
-    counts = np.array([len(a) for a in np.array_split(np.arange(n), s)])
+    counts = units_per_step(n, s)
     if design.randomization != "stratified":
         labels = np.repeat(np.arange(1, s + 1), counts)
         return labels[rng.permutation(n)].astype(np.int16)
@@ -102,6 +107,18 @@ def assign_steps(sizes: np.ndarray, design, rng) -> np.ndarray:
     return steps
 
 
+def units_per_step(units: int, steps: int) -> np.ndarray:
+    """Units crossing over at each step 1..S: as equal as possible, the first steps get
+    the extra ones.
+
+    Examples
+    --------
+    >>> units_per_step(10, 4).tolist()
+    [3, 3, 2, 2]
+    """
+    return np.array([len(a) for a in np.array_split(np.arange(units), steps)])
+
+
 def step_length(scenario) -> float:
     """Months between stepped-wedge steps: recruitment spread over S + 1 periods."""
     return scenario.size.recruitment_months / (scenario.design.steps + 1)
@@ -111,6 +128,16 @@ def crossover_months(scenario) -> np.ndarray:
     """Calendar month at which step s = 1..S starts FIT (index 0 is unused: -inf)."""
     length = step_length(scenario)
     return np.concatenate([[-np.inf], np.arange(1, scenario.design.steps + 1) * length])
+
+
+def exposed(start, crossover, lag_months: float) -> np.ndarray:
+    """FIT offered (1) or not (0) to clients by their start month, in a stepped wedge.
+
+    A client gets FIT when they start at least ``lag_months`` after their unit's
+    crossover: the lag is the time a unit takes to begin offering FIT once it has
+    crossed over. ``crossover = -inf`` offers FIT to everyone.
+    """
+    return (np.asarray(start) >= np.asarray(crossover) + lag_months).astype(np.int8)
 
 
 def schedule_matrix(step_of_unit: np.ndarray, scenario) -> pd.DataFrame:
@@ -127,3 +154,33 @@ def schedule_matrix(step_of_unit: np.ndarray, scenario) -> pd.DataFrame:
         x[(k[None, :] < step - w) | (k[None, :] >= step + w)] = np.nan
     return pd.DataFrame(x, index=pd.Index(np.arange(len(step_of_unit)), name="unit"),
                         columns=pd.Index(k, name="period"))
+
+
+def mean_exposure_matrix(step_of_unit: np.ndarray, scenario, points: int = 400) -> pd.DataFrame:
+    """Units x step periods: mean FIT exposure of the clients who start in each cell.
+
+    The rule is the simulator's: a client who starts within the cell is offered FIT only
+    after the unit's crossover plus ``design.lag_months`` (:func:`exposed`), and then gets
+    the share :func:`simulate.compliance.fidelity_ramp` of the therapist's fidelity. Starts
+    are uniform within a period (as recruitment is), so the mean is taken over ``points``
+    evenly spaced start times (midpoint rule). Cells before crossover are 0; with no lag
+    and no ramp every later cell is 1, i.e. :func:`schedule_matrix`. NaN where a unit
+    does not recruit.
+
+    Examples
+    --------
+    >>> from simulate import Scenario
+    >>> sc = Scenario().replace({"design.kind": "stepped_wedge", "design.steps": 2,
+    ...                          "size.recruitment_months": 24, "compliance.ramp_months": 8})
+    >>> mean_exposure_matrix([1, 2], sc).round(2).to_numpy()
+    array([[0. , 0.5, 1. ],
+           [0. , 0. , 0.5]])
+    """
+    schedule = schedule_matrix(step_of_unit, scenario)
+    length = step_length(scenario)
+    period = schedule.columns.to_numpy()
+    start = (period[:, None] + (np.arange(points) + 0.5) / points) * length  # periods x points
+    cross = crossover_months(scenario)[np.asarray(step_of_unit)][:, None, None]
+    dose = (exposed(start, cross, scenario.design.lag_months)
+            * fidelity_ramp(start, cross, scenario.compliance.ramp_months))
+    return schedule.where(schedule.isna(), dose.mean(axis=2))

@@ -14,7 +14,8 @@ client then did.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
+
+from simulate.conventions import expit
 
 __all__ = ["missingness_score", "calibrate_intercept", "draw_dropout", "draw_attrition"]
 

@@ -1,8 +1,8 @@
 """Outcome models: ORS trajectories, SRS with its ceiling, and binary outcomes (employment).
 
 ORS (0-40) is log-linear in time (most change early; Stulz 2013, Finch 2001 used
-log(session)): with ``time = log1p(month) / log1p(primary)``, 0 at baseline and 1 at the
-primary month,
+log(session)): with ``time`` from :func:`simulate.conventions.scaled_time`
+(``log1p(month) / log1p(primary)``, 0 at baseline and 1 at the primary month),
 
     ORS* = intake + u_unit + u_unit,period + v_therapist + c_client
            + (change_class + s_client + shift * complier + tau_client * exposed) * time
@@ -19,12 +19,10 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import expit
 
-__all__ = ["variance_components", "log_time", "binary_calibration", "srs_scores"]
+from simulate.conventions import ORS_MAX, ORS_MIN, expit, gauss_hermite
 
-_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(60)
-_GH_W = _GH_W / _GH_W.sum()
+__all__ = ["variance_components", "binary_calibration", "srs_scores"]
 
 
 def variance_components(outcome) -> dict[str, float]:
@@ -53,14 +51,10 @@ def variance_components(outcome) -> dict[str, float]:
     }
 
 
-def log_time(month: np.ndarray, primary: float) -> np.ndarray:
-    """``log1p(month) / log1p(primary)``: 0 at baseline, 1 at the primary month."""
-    return np.log1p(month) / np.log1p(primary)
-
-
 def _marginal(a: float, sd: float) -> float:
     """E[expit(a + b)], b ~ N(0, sd^2), by Gauss-Hermite quadrature."""
-    return float(np.dot(_GH_W, expit(a + sd * _GH_X)))
+    x, w = gauss_hermite(60)
+    return float(np.dot(w, expit(a + sd * x)))
 
 
 @lru_cache(maxsize=256)
@@ -96,4 +90,4 @@ def srs_scores(ors_latent: np.ndarray, client_alliance: np.ndarray, outcome, rng
     z_ors = (ors_latent - ors_latent.mean()) / max(ors_latent.std(), 1e-12)
     own = np.sqrt(0.6) * client_alliance[:, None] + np.sqrt(0.4) * rng.standard_normal(ors_latent.shape)
     latent = outcome.srs_mean + outcome.srs_sd * (r * z_ors + np.sqrt(1 - r**2) * own)
-    return np.round(np.clip(latent, 0.0, 40.0), 1)
+    return np.round(np.clip(latent, ORS_MIN, ORS_MAX), 1)

@@ -1,8 +1,9 @@
 """The scenario: one validated, immutable value that describes a FIT trial design.
 
-Every default is the FIT trial's design A (individual randomization) as described in
-``shared/DOMAIN.md``; ``Scenario()`` is therefore the embedded default scenario. Each
-field's comment gives its source or says that the number is a judgement.
+Every default is the FIT trial's design A (individual randomization; the parameters and
+their sources are collected in ``docs/MODEL.md``); ``Scenario()`` is therefore the
+embedded default scenario. Each field's comment gives its source or says that the number
+is a judgement.
 
 A scenario is refused, with a message that names the field and what is allowed, when it
 has an unknown key, a value of the wrong type or an impossible value. See
@@ -36,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from simulate.conventions import therapist_split
 from simulate.errors import ProblemsError
 
 __all__ = [
@@ -486,12 +488,11 @@ class Scenario(_Section):
         overlap = min(1.0, s.episode_months / s.recruitment_months)
         if d.kind != "individual":
             return s.clients_per_unit * overlap / s.therapists_per_unit
-        k = s.therapists_per_unit
-        if d.control_clustered:
-            n_fit = min(max(round(k * d.treated_share), 1), k - 1)
-            per = max(d.treated_share / n_fit, (1 - d.treated_share) / (k - n_fit))
-        else:
-            per = d.treated_share / k
+        n_fit, n_ctrl = therapist_split(s.therapists_per_unit, d.treated_share,
+                                        d.control_clustered)
+        per = d.treated_share / n_fit
+        if n_ctrl:
+            per = max(per, (1 - d.treated_share) / n_ctrl)
         return s.clients_per_unit * per * overlap
 
     # -- conveniences ---------------------------------------------------------------
