@@ -34,7 +34,7 @@ from fitlab import manifest as mf
 from fitlab.diagnosands import diagnose, read_diagnosands, wide
 from fitlab.grid import Job
 from fitlab.replicates import DEFAULT_SIMULATOR, run_task
-from fitlab.store import ScenarioStore
+from fitlab.store import ScenarioStore, atomic_write
 
 __all__ = ["run_jobs", "plan_tasks", "finalize", "BatchResult", "summary_table"]
 
@@ -260,10 +260,8 @@ def finalize(job: Job, folder: Path, simulator: str = DEFAULT_SIMULATOR,
     table = ScenarioStore(folder).table()
     diag = diagnose(table)
     diag.insert(0, "scenario_id", job.scenario_id)
-    diag.to_csv(folder / ".tmp-diagnosands.csv", index=False)
-    (folder / ".tmp-diagnosands.csv").replace(folder / "diagnosands.csv")
-    table.to_parquet(folder / ".tmp-replicates.parquet", index=False)
-    (folder / ".tmp-replicates.parquet").replace(folder / "replicates.parquet")
+    atomic_write(folder / "diagnosands.csv", lambda tmp: diag.to_csv(tmp, index=False))
+    atomic_write(folder / "replicates.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     m = mf.read_json(folder / "manifest.json") or {}
     missing = sum(len(t["replicates"]) for t in task_errors or [])
     m.update({

@@ -28,6 +28,7 @@ from fitlab import manifest as mf
 from fitlab.batch import run_jobs, summary_table
 from fitlab.grid import Job, load_grid, scenario_job
 from fitlab.runner import run_notebooks
+from fitlab.store import atomic_write, clean_temporary
 
 __all__ = ["run_grid", "run_scenario", "render_report", "jobs_from_dir", "notebooks_dir",
            "REPORT_NOTEBOOK"]
@@ -67,6 +68,7 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
     spec, jobs = load_grid(path)  # raises before anything is written
     root = Path(out_root) / spec["name"]
     root.mkdir(parents=True, exist_ok=True)
+    clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
     mf.write_json(root / "grid.json", spec)
     res = run_jobs(jobs, root, grid=spec, **batch)
     summary = _write_summary(jobs, root)
@@ -126,7 +128,5 @@ def _write_summary(jobs: list[Job], folder: Path) -> pd.DataFrame:
     root = folder.parent if (folder / "manifest.json").is_file() and len(jobs) == 1 \
         and folder.name == jobs[0].scenario_id else folder
     summary = summary_table(jobs, root)
-    tmp = folder / ".tmp-summary.csv"
-    summary.to_csv(tmp, index=False)
-    tmp.replace(folder / "summary.csv")
+    atomic_write(folder / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return summary
