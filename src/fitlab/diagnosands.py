@@ -36,6 +36,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from fitlab.errors import UsageError
+
 __all__ = ["DIAGNOSANDS", "diagnose", "wide", "suggest_reps", "read_diagnosands"]
 
 Result = tuple[float, float, int]
@@ -255,6 +257,11 @@ def suggest_reps(
     -------
     int
 
+    Raises
+    ------
+    UsageError
+        For a non-positive target, a proportion outside [0, 1], or both options.
+
     Examples
     --------
     >>> suggest_reps(0.01)        # power to +-1 point whatever it is
@@ -263,14 +270,14 @@ def suggest_reps(
     400
     """
     if not target_mcse > 0:
-        raise ValueError(f"target_mcse must be positive, got {target_mcse!r}")
+        raise UsageError(f"target_mcse must be positive, got {target_mcse!r}")
     if proportion is not None and sd is not None:
-        raise ValueError("give proportion or sd, not both")
+        raise UsageError("give proportion or sd, not both")
     if sd is not None:
         var = float(sd) ** 2
     else:
         p = 0.5 if proportion is None else float(proportion)
         if not 0 <= p <= 1:
-            raise ValueError(f"proportion must be in [0, 1], got {p}")
+            raise UsageError(f"proportion must be in [0, 1], got {p}")
         var = p * (1 - p)
     return max(1, math.ceil(var / target_mcse**2 - 1e-9))

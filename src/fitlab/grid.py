@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from simulate.errors import ProblemsError
+from simulate.errors import MissingFileError, ProblemsError
 
 __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job",
            "default_estimators", "resolve_scenario"]
@@ -117,7 +117,7 @@ def resolve_scenario(spec, where: Path | None = None):
     for c in candidates:
         if c.is_file():
             return load_scenario(c)
-    raise FileNotFoundError(f"scenario file not found: {spec!r} (looked in "
+    raise MissingFileError(f"scenario file not found: {spec!r} (looked in "
                             f"{', '.join(str(c.parent) for c in candidates)})")
 
 
@@ -133,11 +133,11 @@ def load_grid(path: str | Path) -> tuple[dict, list[Job]]:
 
     Raises
     ------
-    FileNotFoundError, GridError
+    MissingFileError, GridError
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"grid file not found: {p}")
+        raise MissingFileError(f"grid file not found: {p}")
     try:
         spec = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -199,7 +199,7 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
     for b in base_list:
         try:
             base_scenarios.append(resolve_scenario(b, where))
-        except (ScenarioError, FileNotFoundError) as exc:
+        except (ScenarioError, MissingFileError) as exc:
             problems.append(f"base: {exc}")
     if problems:
         raise GridError(source, problems)

@@ -29,6 +29,7 @@ from fitlab.batch import run_jobs, summary_table
 from fitlab.grid import Job, load_grid, scenario_job
 from fitlab.runner import run_notebooks
 from fitlab.store import atomic_write, clean_temporary
+from simulate.errors import MissingFileError
 
 __all__ = ["run_grid", "run_scenario", "render_report", "jobs_from_dir", "notebooks_dir",
            "REPORT_NOTEBOOK"]
@@ -108,15 +109,15 @@ def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[d
 
     Raises
     ------
-    FileNotFoundError
+    MissingFileError
         When ``folder`` holds no scenario results.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder not found: {folder}")
+        raise MissingFileError(f"results folder not found: {folder}")
     jobs = jobs_from_dir(folder)
     if not jobs:
-        raise FileNotFoundError(f"no scenario results (*/manifest.json) under {folder}")
+        raise MissingFileError(f"no scenario results (*/manifest.json) under {folder}")
     _write_summary(jobs, folder)
     nb = notebooks_dir() / REPORT_NOTEBOOK
     return run_notebooks([(nb, {"results_dir": str(folder.resolve()), "fast": bool(fast)})],
