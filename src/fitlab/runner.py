@@ -7,10 +7,10 @@ notebook never stops the others.
 Examples
 --------
 >>> from fitlab.runner import run_notebooks                          # doctest: +SKIP
->>> records = run_notebooks([("notebooks/04_compare_designs.ipynb",
-...                           {"results_dir": "outputs/fit_default", "fast": True})],
+>>> records = run_notebooks([("notebooks/04_compare_designs.ipynb",  # doctest: +SKIP
+...                           {"output_dir": "outputs/fit_default", "fast": True})],
 ...                         "outputs/fit_default")
->>> records[0]["status"]
+>>> records[0]["status"]                                         # doctest: +SKIP
 'ok'
 """
 

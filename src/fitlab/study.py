@@ -107,6 +107,9 @@ def jobs_from_dir(folder: str | Path) -> list[Job]:
 def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[dict]:
     """(Re-)write ``summary.csv`` from the scenario folders and execute report 04 there.
 
+    The notebook reads its results from, and writes into, its ``output_dir`` parameter:
+    ``folder``.
+
     Raises
     ------
     MissingFileError
@@ -120,7 +123,7 @@ def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[d
         raise MissingFileError(f"no scenario results (*/manifest.json) under {folder}")
     _write_summary(jobs, folder)
     nb = notebooks_dir() / REPORT_NOTEBOOK
-    return run_notebooks([(nb, {"results_dir": str(folder.resolve()), "fast": bool(fast)})],
+    return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
                          folder, log=log)
 
 
