@@ -200,6 +200,17 @@ def test_invalid_grid_refused_before_writing(tmp_path, spec, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_grid_default_estimators_follow_models_defaults():
+    from models.defaults import default_estimators
+
+    jobs = expand_grid({"name": "g", "reps": 2, "type_i_error": False,
+                        "base": ["default", {"name": "sw", "size": {"units": 6},
+                                             "design": {"kind": "stepped_wedge", "steps": 3}}]})
+    assert len(jobs) == 2
+    for j in jobs:
+        assert list(j.plan["effect"]) == default_estimators(j.scenario)
+
+
 def test_atomic_write_whole_or_nothing(tmp_path):
     from fitlab.store import TMP_PREFIX, atomic_write
 
