@@ -18,7 +18,7 @@ Examples
 --------
 >>> import pandas as pd
 >>> t = pd.DataFrame({"role": "effect", "estimator": "m", "estimand": "itt",
-...                   "estimate": [1.0, 3.0], "truth": [2.0, 2.0], "lower": [0.0, 1.0],
+...                   "estimate": [1.0, 3.0], "truth": [2.0, 2.0], "lower": [0.0, 2.5],
 ...                   "upper": [2.5, 4.0], "significant": [False, True],
 ...                   "converged": True, "error": None})
 >>> d = diagnose(t).set_index("diagnosand")
@@ -43,9 +43,13 @@ __all__ = ["DIAGNOSANDS", "diagnose", "wide", "suggest_reps", "read_diagnosands"
 Result = tuple[float, float, int]
 
 
+def _errors(t: pd.DataFrame) -> pd.Series:
+    """Rows whose simulation or fit raised (``error`` set)."""
+    return t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
+
+
 def _ok(t: pd.DataFrame) -> pd.DataFrame:
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
-    return t[~err & t["estimate"].notna()]
+    return t[~_errors(t) & t["estimate"].notna()]
 
 
 def _share(x: np.ndarray) -> Result:
@@ -148,15 +152,13 @@ def mean_truth(t: pd.DataFrame) -> Result:
 
 def failed(t: pd.DataFrame) -> Result:
     """Share of fits that raised (or whose simulation raised); binomial MCSE."""
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
-    return _share(err.to_numpy())
+    return _share(_errors(t).to_numpy())
 
 
 def not_converged(t: pd.DataFrame) -> Result:
     """Share of fits that returned but did not converge (of all fits); binomial MCSE."""
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
     conv = t["converged"].fillna(False).astype(bool) if "converged" in t.columns else True
-    return _share((~err & ~conv).to_numpy())
+    return _share((~_errors(t) & ~conv).to_numpy())
 
 
 #: Name -> function of one (role, estimator) group returning (value, mcse, n).

@@ -13,8 +13,8 @@ Output layout::
 Examples
 --------
 >>> from fitlab.study import run_grid                                # doctest: +SKIP
->>> out = run_grid("params/grids/fit_default.yaml", workers=2)
->>> out["report"]["html"]
+>>> out = run_grid("params/grids/fit_default.yaml", workers=2)  # doctest: +SKIP
+>>> out["report"]["html"]                                          # doctest: +SKIP
 'outputs/fit_default/04_compare_designs.html'
 """
 
