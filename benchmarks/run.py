@@ -17,7 +17,8 @@ Routes
 - ``mixedlm``: statsmodels MixedLM (:mod:`models.reference`).
 - ``reml_trajectory``: the fast exact REML (:mod:`models.reml`).
 - power engines: MCPower vs the vectorized ``nested_power`` (:mod:`models.fastpower`) on
-  MCPower's design (12 units x 4 therapists x 5 clients), per replicate.
+  MCPower's design (12 units x 4 therapists x 5 clients), per replicate
+  (:mod:`mcpower_compare`).
 - ``simulate_trial``: one default trial.
 - memory: a 10,000-replicate batch streamed to parquet by ``fitlab`` in a child process,
   its peak resident memory.
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import subprocess
@@ -193,13 +193,12 @@ def run_power(quick: bool) -> dict:
     """MCPower vs the vectorized engine, same design, seconds per replicate."""
     out = {}
     try:
-        from models.fastpower import mcpower_power, nested_power
+        from mcpower_compare import mcpower_power, time_per_replicate
+        from models.fastpower import icc_to_variance, nested_power
     except MISSING as exc:
         return {"mcpower": {"status": f"missing ({exc})"},
                 "vectorized_power": {"status": f"missing ({exc})"}}
     design = {"delta": 0.3, "units": 12, "therapists_per_unit": 4, "clients_per_therapist": 5}
-    from models.fastpower import icc_to_variance
-
     for name, fn, kw, n_reps, repeats in (
         ("mcpower", mcpower_power, {"icc_unit": 0.1, "icc_therapist": 0.1},
          50 if quick else 200, 1 if quick else 2),
@@ -208,14 +207,8 @@ def run_power(quick: bool) -> dict:
          1000 if quick else 5000, 3),
     ):
         try:
-            times, power = [], None
-            for r in range(repeats):
-                t0 = time.perf_counter()
-                res = fn(n_reps=n_reps, seed=100 + r, **design, **kw)
-                times.append((time.perf_counter() - t0) / n_reps)
-                power = res.power
-            out[name] = {"status": "ok", "times": times, "power": power, "n_reps": n_reps,
-                         "mcse": math.sqrt(power * (1 - power) / n_reps)}
+            out[name] = {"status": "ok",
+                         **time_per_replicate(fn, n_reps, repeats, **design, **kw)}
         except MISSING as exc:
             out[name] = {"status": f"missing ({type(exc).__name__}: {exc})"}
         except Exception as exc:

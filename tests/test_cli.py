@@ -1,4 +1,8 @@
-"""The fitlab command line: outputs, JSON, and clear errors without tracebacks."""
+"""The fitlab command line: outputs, JSON, and clear errors without tracebacks.
+
+Tests marked "needs plans" pass an AnalysisPlan to ``get_estimator`` (real data without
+``--scenario``, or plan flags that change a scenario's plan).
+"""
 
 import json
 
@@ -29,7 +33,7 @@ def test_fit_scenario_json_matches_api(capsys):
     assert got["estimand"] == "itt"
 
 
-def test_fit_real_data_with_column_mapping(tmp_path, capsys):
+def test_fit_real_data_with_column_mapping(tmp_path, capsys):  # needs plans
     from simulate import Scenario, simulate_trial
 
     data = simulate_trial(Scenario(), 2).data.rename(columns={"outcome": "ors", "client": "id"})
@@ -61,11 +65,17 @@ def test_power_json(capsys):
     (["batch", "missing_grid.yaml", "--out", "OUT"], "not found"),
     (["report", "OUT/nothing"], "not found"),
     (["fit", "OUT/none.csv"], "not found"),
+    (["run", "default", "--reps", "3", "--workers", "0", "--out", "OUT"], "--workers"),
+    (["fit", "default", "--columns", "outcome=ors"], "apply to a data file"),
+    (["fit", "default", "--alpha", "1.5", "--time", "quad"], "--time: Input should be"),
+    (["fit", "EMPTY", "--scenario", "default"], "cannot be read"),
 ])
 def test_user_errors(tmp_path, capsys, argv, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text("size: {units: 0}\n")
-    argv = [a.replace("OUT", str(tmp_path / "o")).replace("BAD", str(bad)) for a in argv]
+    (tmp_path / "empty.csv").write_text("")
+    argv = [a.replace("OUT", str(tmp_path / "o")).replace("BAD", str(bad))
+            .replace("EMPTY", str(tmp_path / "empty.csv")) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -84,3 +94,61 @@ def test_run_prints_table_and_writes_results(tmp_path, capsys):
     # the same command again runs nothing
     assert main(argv) == 0
     assert "0 fits" in capsys.readouterr().out
+
+
+def test_columns_need_pairs(tmp_path, capsys):
+    pd.DataFrame({"a": [1]}).to_csv(tmp_path / "d.csv", index=False)
+    assert main(["fit", str(tmp_path / "d.csv"), "--scenario", "default",
+                 "--columns", "outcome"]) == 2
+    assert "--columns: expected standard=yours pairs" in capsys.readouterr().err
+
+
+def test_fit_real_data_default_estimator_from_plan(tmp_path, capsys):
+    # needs plans: no --scenario, so the estimator gets the plan of the flags
+    from models.defaults import default_estimator
+    from simulate import Scenario, simulate_trial
+
+    simulate_trial(Scenario(), 2).data.to_parquet(tmp_path / "d.parquet")
+    assert main(["fit", str(tmp_path / "d.parquet"), "--json", "--primary-month", "12"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["estimator"] == default_estimator("ors", "individual")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    # only FitlabError is a user mistake; e.g. a LinAlgError inside a command is a bug
+    import numpy as np
+
+    import simulate
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("singular matrix")
+
+    monkeypatch.setattr(simulate, "simulate_trial", broken)
+    with pytest.raises(np.linalg.LinAlgError):
+        main(["fit", "default", "--estimator", "diff_means"])
+
+
+def test_debug_shows_user_mistakes_and_interrupt_is_one_line(monkeypatch, capsys):
+    from fitlab import FitlabError
+    from fitlab.cli import simulate as simulate_cmd
+
+    monkeypatch.setenv("FITLAB_DEBUG", "1")
+    with pytest.raises(FitlabError, match="unknown estimator"):
+        main(["fit", "default", "--estimator", "nope"])
+    monkeypatch.delenv("FITLAB_DEBUG")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simulate_cmd, "cmd_simulate", interrupted)
+    assert main(["simulate", "default", "--out", "t.csv"]) == 130
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_every_command_module_registers():
+    from fitlab.cli import COMMAND_MODULES, build_parser
+
+    helps = build_parser().format_help()
+    for name in ("simulate", "power", "fit", "run", "batch", "report", "demo"):
+        assert name in helps
+    assert len(COMMAND_MODULES) == len(set(COMMAND_MODULES))

@@ -20,7 +20,7 @@ def test_notebook_01_runs_for_the_stepped_wedge(tmp_path):
     import nbformat
 
     out = _execute(tmp_path, scenario="params/fit_stepped_wedge.yaml", seed=3, fast=True,
-                   out_dir=str(tmp_path))
+                   output_dir=str(tmp_path))
     nb = nbformat.read(out, as_version=4)
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]

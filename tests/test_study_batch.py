@@ -198,3 +198,38 @@ def test_invalid_grid_refused_before_writing(tmp_path, spec, message):
     with pytest.raises(GridError):
         run_grid(path, tmp_path / "out", report=False, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_grid_default_estimators_follow_models_defaults():
+    from models.defaults import default_estimators
+
+    jobs = expand_grid({"name": "g", "reps": 2, "type_i_error": False,
+                        "base": ["default", {"name": "sw", "size": {"units": 6},
+                                             "design": {"kind": "stepped_wedge", "steps": 3}}]})
+    assert len(jobs) == 2
+    for j in jobs:
+        assert list(j.plan["effect"]) == default_estimators(j.scenario)
+
+
+def test_atomic_write_whole_or_nothing(tmp_path):
+    from fitlab.store import TMP_PREFIX, atomic_write
+
+    target = tmp_path / "s" / "diagnosands.csv"
+
+    def killed(tmp):
+        tmp.write_text("half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, killed)
+    assert list(target.parent.iterdir()) == []
+    atomic_write(target, lambda tmp: tmp.write_text("whole"))
+    assert target.read_text() == "whole"
+    # what a killed process leaves is ignored by readers and removed by clean()
+    (target.parent / f"{TMP_PREFIX}0000-manifest.json").write_text("{")
+    (target.parent / "parts").mkdir()
+    (target.parent / "parts" / f"{TMP_PREFIX}x.parquet").write_text("")
+    store = ScenarioStore(target.parent)
+    assert store.part_files() == []
+    store.clean()
+    assert sorted(p.name for p in target.parent.rglob("*")) == ["diagnosands.csv", "parts"]

@@ -10,11 +10,11 @@ written.
 
 Examples
 --------
->>> from simulate import Scenario                                   # doctest: +SKIP
+>>> from simulate import Scenario
 >>> from fitlab.grid import scenario_job
 >>> from fitlab.batch import run_jobs
 >>> job = scenario_job(Scenario(), reps=50, estimators=["diff_means"])
->>> result = run_jobs([job], "outputs/try", workers=2)
+>>> result = run_jobs([job], "outputs/try", workers=2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,17 +34,16 @@ from fitlab import manifest as mf
 from fitlab.diagnosands import diagnose, read_diagnosands, wide
 from fitlab.grid import Job
 from fitlab.replicates import DEFAULT_SIMULATOR, run_task
-from fitlab.store import ScenarioStore
+from fitlab.store import ScenarioStore, atomic_write
 
 __all__ = ["run_jobs", "plan_tasks", "finalize", "BatchResult", "summary_table"]
 
 
 @dataclass
 class BatchResult:
-    """What a batch did: folders, fits run, skipped scenarios, task errors, seconds."""
+    """What a batch did: fits run, skipped scenarios, task errors, seconds, summary."""
 
     root: Path
-    dirs: dict[str, Path] = field(default_factory=dict)
     fits_run: int = 0
     skipped: list[str] = field(default_factory=list)
     task_errors: list[dict] = field(default_factory=list)
@@ -124,7 +123,6 @@ def run_jobs(
         sid = job.scenario_id
         store = ScenarioStore(root / sid)
         store.clean()
-        result.dirs[sid] = store.root
         most = max((n for e in job.plan.values() for n in e.values()), default=1)
         per_task = chunk or max(1, min(25, math.ceil(most / (4 * max(workers, 1)))))
         tasks = plan_tasks(job, store.done(), per_task)
@@ -260,10 +258,8 @@ def finalize(job: Job, folder: Path, simulator: str = DEFAULT_SIMULATOR,
     table = ScenarioStore(folder).table()
     diag = diagnose(table)
     diag.insert(0, "scenario_id", job.scenario_id)
-    diag.to_csv(folder / ".tmp-diagnosands.csv", index=False)
-    (folder / ".tmp-diagnosands.csv").replace(folder / "diagnosands.csv")
-    table.to_parquet(folder / ".tmp-replicates.parquet", index=False)
-    (folder / ".tmp-replicates.parquet").replace(folder / "replicates.parquet")
+    atomic_write(folder / "diagnosands.csv", lambda tmp: diag.to_csv(tmp, index=False))
+    atomic_write(folder / "replicates.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     m = mf.read_json(folder / "manifest.json") or {}
     missing = sum(len(t["replicates"]) for t in task_errors or [])
     m.update({

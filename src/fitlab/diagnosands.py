@@ -18,7 +18,7 @@ Examples
 --------
 >>> import pandas as pd
 >>> t = pd.DataFrame({"role": "effect", "estimator": "m", "estimand": "itt",
-...                   "estimate": [1.0, 3.0], "truth": [2.0, 2.0], "lower": [0.0, 1.0],
+...                   "estimate": [1.0, 3.0], "truth": [2.0, 2.0], "lower": [0.0, 2.5],
 ...                   "upper": [2.5, 4.0], "significant": [False, True],
 ...                   "converged": True, "error": None})
 >>> d = diagnose(t).set_index("diagnosand")
@@ -36,14 +36,20 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from fitlab.errors import UsageError
+
 __all__ = ["DIAGNOSANDS", "diagnose", "wide", "suggest_reps", "read_diagnosands"]
 
 Result = tuple[float, float, int]
 
 
+def _errors(t: pd.DataFrame) -> pd.Series:
+    """Rows whose simulation or fit raised (``error`` set)."""
+    return t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
+
+
 def _ok(t: pd.DataFrame) -> pd.DataFrame:
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
-    return t[~err & t["estimate"].notna()]
+    return t[~_errors(t) & t["estimate"].notna()]
 
 
 def _share(x: np.ndarray) -> Result:
@@ -146,15 +152,13 @@ def mean_truth(t: pd.DataFrame) -> Result:
 
 def failed(t: pd.DataFrame) -> Result:
     """Share of fits that raised (or whose simulation raised); binomial MCSE."""
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
-    return _share(err.to_numpy())
+    return _share(_errors(t).to_numpy())
 
 
 def not_converged(t: pd.DataFrame) -> Result:
     """Share of fits that returned but did not converge (of all fits); binomial MCSE."""
-    err = t["error"].notna() if "error" in t.columns else pd.Series(False, index=t.index)
     conv = t["converged"].fillna(False).astype(bool) if "converged" in t.columns else True
-    return _share((~err & ~conv).to_numpy())
+    return _share((~_errors(t) & ~conv).to_numpy())
 
 
 #: Name -> function of one (role, estimator) group returning (value, mcse, n).
@@ -255,6 +259,11 @@ def suggest_reps(
     -------
     int
 
+    Raises
+    ------
+    UsageError
+        For a non-positive target, a proportion outside [0, 1], or both options.
+
     Examples
     --------
     >>> suggest_reps(0.01)        # power to +-1 point whatever it is
@@ -263,14 +272,14 @@ def suggest_reps(
     400
     """
     if not target_mcse > 0:
-        raise ValueError(f"target_mcse must be positive, got {target_mcse!r}")
+        raise UsageError(f"target_mcse must be positive, got {target_mcse!r}")
     if proportion is not None and sd is not None:
-        raise ValueError("give proportion or sd, not both")
+        raise UsageError("give proportion or sd, not both")
     if sd is not None:
         var = float(sd) ** 2
     else:
         p = 0.5 if proportion is None else float(proportion)
         if not 0 <= p <= 1:
-            raise ValueError(f"proportion must be in [0, 1], got {p}")
+            raise UsageError(f"proportion must be in [0, 1], got {p}")
         var = p * (1 - p)
     return max(1, math.ceil(var / target_mcse**2 - 1e-9))

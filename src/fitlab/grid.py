@@ -13,7 +13,8 @@ A grid file::
     zip: [[a.b, c.d]]                 # optional: factors that vary together, not crossed
     exclude: [{design.kind: cluster, size.clients_per_unit: 10}]   # optional
     reps: 200
-    estimators: [reml_trajectory]     # or by design kind: {individual: [...], ...}
+    estimators: [reml_trajectory]     # or by design kind: {individual: [...], ...};
+                                      # default: models.defaults (the fast one per design)
     type_i_error: true                # also run each scenario's null twin (default true)
     confirm:                          # optional: slower estimators on a few scenarios
       estimators: [bayes_trajectory]  # list or by design kind
@@ -33,7 +34,7 @@ Examples
 >>> [j.factors["size.units"] for j in jobs]
 [6, 12]
 >>> jobs[0].plan
-{'effect': {'diff_means': 5}}
+{'effect': {'diff_means': 5}, 'null': {'diff_means': 5}}
 """
 
 from __future__ import annotations
@@ -46,20 +47,15 @@ from typing import Any
 
 import yaml
 
-from simulate.errors import ProblemsError
+from simulate.errors import MissingFileError, ProblemsError
 
-__all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job",
-           "default_estimators", "resolve_scenario"]
+__all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job", "resolve_scenario"]
 
 # "type_i_error", not "null": YAML reads a key spelt null as None
 GRID_KEYS = ("name", "description", "base", "factors", "zip", "exclude", "reps",
              "estimators", "type_i_error", "confirm")
 CONFIRM_KEYS = ("estimators", "where", "reps", "type_i_error")
 DESIGN_KINDS = ("individual", "cluster", "stepped_wedge")
-#: Preferred fast estimator per design kind (falls back to ``diff_means`` while missing).
-FAST = {("ors", "individual"): "reml_trajectory", ("ors", "cluster"): "reml_trajectory",
-        ("ors", "stepped_wedge"): "reml_stepped_wedge", ("binary", "individual"): "glm_binary",
-        ("binary", "cluster"): "glm_binary", ("binary", "stepped_wedge"): "glm_binary"}
 
 
 class GridError(ProblemsError):
@@ -91,14 +87,6 @@ class Job:
         return self.scenario.scenario_id
 
 
-def default_estimators(scenario) -> list[str]:
-    """The fast estimator for a scenario's design, or ``diff_means`` if it is not there."""
-    from models import ESTIMATORS, get_estimator  # noqa: F401  (registers estimators)
-
-    name = FAST.get((scenario.outcome.kind, scenario.design.kind), "diff_means")
-    return [name if name in ESTIMATORS else "diff_means"]
-
-
 def resolve_scenario(spec, where: Path | None = None):
     """A scenario from ``"default"``, a mapping, or a YAML path (tried relative to ``where``,
     its parent, ``params/`` of the current directory, then as given)."""
@@ -117,7 +105,7 @@ def resolve_scenario(spec, where: Path | None = None):
     for c in candidates:
         if c.is_file():
             return load_scenario(c)
-    raise FileNotFoundError(f"scenario file not found: {spec!r} (looked in "
+    raise MissingFileError(f"scenario file not found: {spec!r} (looked in "
                             f"{', '.join(str(c.parent) for c in candidates)})")
 
 
@@ -133,11 +121,11 @@ def load_grid(path: str | Path) -> tuple[dict, list[Job]]:
 
     Raises
     ------
-    FileNotFoundError, GridError
+    MissingFileError, GridError
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"grid file not found: {p}")
+        raise MissingFileError(f"grid file not found: {p}")
     try:
         spec = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -199,7 +187,7 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
     for b in base_list:
         try:
             base_scenarios.append(resolve_scenario(b, where))
-        except (ScenarioError, FileNotFoundError) as exc:
+        except (ScenarioError, MissingFileError) as exc:
             problems.append(f"base: {exc}")
     if problems:
         raise GridError(source, problems)
@@ -259,13 +247,13 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
 def scenario_job(scenario, reps: int, estimators: list[str] | None = None,
                  null: bool = True) -> Job:
     """A one-scenario job (what ``fitlab run`` does)."""
-    from models import ESTIMATORS, get_estimator  # noqa: F401
     from models.base import EstimatorError
+    from models.defaults import default_estimators
 
     ests = list(estimators) if estimators else default_estimators(scenario)
-    for e in ests:
-        if e not in ESTIMATORS:
-            raise EstimatorError(f"unknown estimator {e!r}; known: {sorted(ESTIMATORS)}")
+    unknown = _unknown_estimators(ests)
+    if unknown:
+        raise EstimatorError(unknown[0])
     plan = {"effect": dict.fromkeys(ests, reps)}
     if null:
         plan["null"] = dict.fromkeys(ests, reps)
@@ -273,8 +261,11 @@ def scenario_job(scenario, reps: int, estimators: list[str] | None = None,
 
 
 def spec_list(value, scenario) -> list[str]:
-    """Estimator names from a list, a ``design kind -> list`` mapping, or None (default)."""
+    """Estimator names from a list, a ``design kind -> list`` mapping, or None (the default
+    of :mod:`models.defaults`)."""
     if value is None:
+        from models.defaults import default_estimators
+
         return default_estimators(scenario)
     if isinstance(value, str):
         return [value]
@@ -292,10 +283,16 @@ def _estimators_for(value, scenario, key: str, problems: list[str]) -> list[str]
         if bad:
             problems.append(f"{key}: unknown design kind(s) {bad}; allowed: {', '.join(DESIGN_KINDS)}")
     names = spec_list(value, scenario)
-    for n in names:
-        if n not in ESTIMATORS:
-            problems.append(f"{key}: unknown estimator {n!r}; known: {sorted(ESTIMATORS)}")
+    problems += [f"{key}: {msg}" for msg in _unknown_estimators(names)]
     return [n for n in names if n in ESTIMATORS]
+
+
+def _unknown_estimators(names) -> list[str]:
+    """One message per name that is not a registered estimator, with the known ones."""
+    from models import ESTIMATORS
+
+    return [f"unknown estimator {n!r}; known: {sorted(ESTIMATORS)}"
+            for n in names if n not in ESTIMATORS]
 
 
 def _match(have, want) -> bool:

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fitlab.store import atomic_write_text
+
 __all__ = ["versions", "git_commit", "now", "write_json", "read_json", "timing"]
 
 _PACKAGES = ("fitlab", "numpy", "pandas", "scipy", "statsmodels", "pyarrow", "pydantic",
@@ -45,12 +47,8 @@ def now() -> str:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True))
-    os.replace(tmp, path)
+    """Write JSON atomically (:func:`fitlab.store.atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=str, allow_nan=True))
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -7,20 +7,20 @@ notebook never stops the others.
 Examples
 --------
 >>> from fitlab.runner import run_notebooks                          # doctest: +SKIP
->>> records = run_notebooks([("notebooks/04_compare_designs.ipynb",
-...                           {"results_dir": "outputs/fit_default", "fast": True})],
+>>> records = run_notebooks([("notebooks/04_compare_designs.ipynb",  # doctest: +SKIP
+...                           {"output_dir": "outputs/fit_default", "fast": True})],
 ...                         "outputs/fit_default")
->>> records[0]["status"]
+>>> records[0]["status"]                                         # doctest: +SKIP
 'ok'
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from fitlab import manifest as mf
+from fitlab.store import atomic_write_text
 
 __all__ = ["run_notebook", "run_notebooks", "to_html", "KERNEL"]
 
@@ -34,10 +34,7 @@ def to_html(ipynb: str | Path, html: str | Path | None = None) -> Path:
     ipynb = Path(ipynb)
     html = Path(html) if html else ipynb.with_suffix(".html")
     body, _ = HTMLExporter().from_filename(str(ipynb))
-    tmp = html.with_name(f".tmp-{html.name}")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, html)
-    return html
+    return atomic_write_text(html, body)
 
 
 def run_notebook(

@@ -13,8 +13,8 @@ Output layout::
 Examples
 --------
 >>> from fitlab.study import run_grid                                # doctest: +SKIP
->>> out = run_grid("params/grids/fit_default.yaml", workers=2)
->>> out["report"]["html"]
+>>> out = run_grid("params/grids/fit_default.yaml", workers=2)  # doctest: +SKIP
+>>> out["report"]["html"]                                          # doctest: +SKIP
 'outputs/fit_default/04_compare_designs.html'
 """
 
@@ -28,6 +28,8 @@ from fitlab import manifest as mf
 from fitlab.batch import run_jobs, summary_table
 from fitlab.grid import Job, load_grid, scenario_job
 from fitlab.runner import run_notebooks
+from fitlab.store import atomic_write, clean_temporary
+from simulate.errors import MissingFileError
 
 __all__ = ["run_grid", "run_scenario", "render_report", "jobs_from_dir", "notebooks_dir",
            "REPORT_NOTEBOOK"]
@@ -67,6 +69,7 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
     spec, jobs = load_grid(path)  # raises before anything is written
     root = Path(out_root) / spec["name"]
     root.mkdir(parents=True, exist_ok=True)
+    clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
     mf.write_json(root / "grid.json", spec)
     res = run_jobs(jobs, root, grid=spec, **batch)
     summary = _write_summary(jobs, root)
@@ -104,20 +107,23 @@ def jobs_from_dir(folder: str | Path) -> list[Job]:
 def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[dict]:
     """(Re-)write ``summary.csv`` from the scenario folders and execute report 04 there.
 
+    The notebook reads its results from, and writes into, its ``output_dir`` parameter:
+    ``folder``.
+
     Raises
     ------
-    FileNotFoundError
+    MissingFileError
         When ``folder`` holds no scenario results.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder not found: {folder}")
+        raise MissingFileError(f"results folder not found: {folder}")
     jobs = jobs_from_dir(folder)
     if not jobs:
-        raise FileNotFoundError(f"no scenario results (*/manifest.json) under {folder}")
+        raise MissingFileError(f"no scenario results (*/manifest.json) under {folder}")
     _write_summary(jobs, folder)
     nb = notebooks_dir() / REPORT_NOTEBOOK
-    return run_notebooks([(nb, {"results_dir": str(folder.resolve()), "fast": bool(fast)})],
+    return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
                          folder, log=log)
 
 
@@ -126,7 +132,5 @@ def _write_summary(jobs: list[Job], folder: Path) -> pd.DataFrame:
     root = folder.parent if (folder / "manifest.json").is_file() and len(jobs) == 1 \
         and folder.name == jobs[0].scenario_id else folder
     summary = summary_table(jobs, root)
-    tmp = folder / ".tmp-summary.csv"
-    summary.to_csv(tmp, index=False)
-    tmp.replace(folder / "summary.csv")
+    atomic_write(folder / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return summary

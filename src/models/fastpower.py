@@ -1,4 +1,4 @@
-"""Vectorized power for nested designs with one outcome per client, and the MCPower peer.
+"""Vectorized power for nested designs with one outcome per client.
 
 The design is MCPower's: ``U`` units, ``J`` therapists per unit, ``m`` clients per
 therapist, one outcome per client,
@@ -18,9 +18,8 @@ variance ratios at once, zooming in twice. Cost per replicate: tens of microseco
 reference with the between-within df of :mod:`models.reml`: ``U - 2`` for a unit-level
 arm, ``n - 2`` for a client-level arm.
 
-:func:`mcpower_power` runs MCPower 1.4.1 on the same design; :func:`time_per_replicate`
-times either engine. :func:`scenario_power` estimates power of a full FIT scenario by
-simulating trials and fitting ``reml_trajectory`` (not vectorized; the simulator dominates).
+The comparison with MCPower 1.4.1 on the same design (power and time per replicate) is a
+benchmark: ``benchmarks/mcpower_compare.py``.
 
 Examples
 --------
@@ -42,9 +41,6 @@ __all__ = [
     "PowerResult",
     "nested_power",
     "closed_form_power",
-    "mcpower_power",
-    "time_per_replicate",
-    "scenario_power",
     "icc_to_variance",
 ]
 
@@ -272,105 +268,3 @@ def closed_form_power(delta: float, var_unit: float, var_therapist: float, units
     ncp = delta / math.sqrt(var)
     crit = stats.t.ppf(1 - alpha / 2, df)
     return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
-
-
-def mcpower_power(delta: float = 0.3, icc_unit: float = 0.1, icc_therapist: float = 0.1,
-                  units: int = 12, therapists_per_unit: int = 4, clients_per_therapist: int = 5,
-                  n_reps: int = 800, seed: int = 2137, alpha: float = 0.05,
-                  threads: int | None = None) -> PowerResult:
-    """MCPower 1.4.1 on the same design: ``y ~ arm + (1|unit/therapist)``, family "lme".
-
-    MCPower draws ``arm`` ~ Bernoulli(1/2) per observation, assigns rows to units round
-    robin and therapists nested in units (``n_per_parent``), with random-intercept
-    variances ``icc / (1 - icc)`` per grouping and residual variance 1 (its "optimistic"
-    scenario: no perturbations). It fits by maximum likelihood and tests with
-    Satterthwaite df for nested groupings. So :func:`nested_power` with
-    ``arm_level="client"``, ``var_unit = icc_to_variance(icc_unit)`` and likewise for the
-    therapist is the same design; MCPower only accepts non-zero ICCs in [0.1, 0.9].
-
-    Returns
-    -------
-    PowerResult
-        ``extra`` has MCPower's own Wilson interval and convergence rate.
-    """
-    from mcpower import MCPower, _engine
-
-    _check_design(units, therapists_per_unit, clients_per_therapist, "client")
-    if threads is not None:
-        _engine.set_n_threads(int(threads))
-    t0 = time.perf_counter()
-    mdl = MCPower("y ~ arm + (1|unit/therapist)", family="lme")
-    mdl.set_variable_type("arm=binary")
-    mdl.set_effects(f"arm={delta}")
-    mdl.set_alpha(alpha)
-    mdl.set_cluster("unit", ICC=icc_unit, n_clusters=units)
-    mdl.set_cluster("unit:therapist", ICC=icc_therapist, n_per_parent=therapists_per_unit)
-    mdl.set_simulations(n_reps)
-    n = units * therapists_per_unit * clients_per_therapist
-    res = mdl.find_power(n, target_test="arm", seed=seed, verbose=False,
-                         progress_callback=False)
-    sec = time.perf_counter() - t0
-    p = float(res["power_uncorrected"][0][0])
-    if p > 1.0:  # percent in some versions
-        p /= 100.0
-    return PowerResult(power=p, mcse=math.sqrt(p * (1 - p) / n_reps), n_reps=n_reps,
-                       seconds=sec, extra={"ci": res["ci_uncorrected"][0][0],
-                                           "convergence_rate": res["convergence_rate"][0],
-                                           "engine": "mcpower"})
-
-
-def time_per_replicate(fn, n_reps: int, repeats: int = 3, **kwargs) -> dict:
-    """Best-of-``repeats`` wall time per replicate of a power engine.
-
-    Parameters
-    ----------
-    fn : callable
-        ``nested_power`` or ``mcpower_power`` (anything returning a PowerResult and
-        taking ``n_reps`` and ``seed``).
-    n_reps : int
-        Replicates per call.
-    repeats : int
-        Calls (different seeds); the minimum is reported, the usual benchmark statistic.
-    **kwargs
-        Passed to ``fn``.
-
-    Returns
-    -------
-    dict
-        ``us_per_rep_min``, ``us_per_rep_median``, ``power`` (of the last call),
-        ``n_reps``.
-    """
-    times, last = [], None
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        last = fn(n_reps=n_reps, seed=1000 + r, **kwargs)
-        times.append(time.perf_counter() - t0)
-    per = [1e6 * t / n_reps for t in times]
-    return {"us_per_rep_min": min(per), "us_per_rep_median": float(np.median(per)),
-            "power": last.power, "mcse": last.mcse, "n_reps": n_reps}
-
-
-def scenario_power(scenario=None, n_reps: int = 100, seed: int = 0,
-                   estimator: str = "reml_trajectory", **options) -> PowerResult:
-    """Power of a full scenario: simulate trials and fit the fast REML estimator.
-
-    One replicate at a time (the simulator's own cost dominates); each replicate uses
-    ``SeedSequence(seed).spawn``. Non-converged fits count as non-rejections and are
-    reported in ``extra["not_converged"]``.
-    """
-    from models import get_estimator
-    from simulate import Scenario, simulate_trial
-
-    sc = scenario if scenario is not None else Scenario()
-    est = get_estimator(estimator, sc, **options)
-    alpha = sc.analysis.alpha
-    t0 = time.perf_counter()
-    rej = bad = 0
-    for ss in np.random.SeedSequence(seed).spawn(n_reps):
-        e = est.fit(simulate_trial(sc, ss).data)
-        bad += not e.converged
-        rej += bool(e.converged and e.significant(alpha))
-    p = rej / n_reps
-    return PowerResult(power=p, mcse=math.sqrt(p * (1 - p) / n_reps), n_reps=n_reps,
-                       seconds=time.perf_counter() - t0,
-                       extra={"not_converged": bad, "estimator": estimator})

@@ -1,0 +1,48 @@
+"""What the command modules share: exit codes, error lines, scenarios, JSON, flag checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["EXIT_USER", "EXIT_FAILED", "fail", "scenario", "print_json", "at_least",
+           "workers_default"]
+
+#: Exit status of a user mistake (as argparse uses for a bad flag).
+EXIT_USER = 2
+#: Exit status when the command ran but some of its work failed (a task, a notebook).
+EXIT_FAILED = 1
+
+
+def fail(msg: str, code: int = EXIT_USER) -> int:
+    """Print ``fitlab: error: msg`` on stderr and return ``code``."""
+    print(f"fitlab: error: {msg}", file=sys.stderr)
+    return code
+
+
+def scenario(spec: str):
+    """The scenario named on the command line: ``"default"`` or a YAML path."""
+    from fitlab.grid import resolve_scenario
+
+    return resolve_scenario(spec)
+
+
+def print_json(obj) -> None:
+    """One JSON object on stdout (numpy values as plain ones, NaN as null)."""
+    from simulate.conventions import json_native
+
+    print(json.dumps(json_native(obj, finite=True)))
+
+
+def at_least(value: int | None, flag: str, minimum: int = 1) -> None:
+    """Refuse ``flag``'s ``value`` below ``minimum`` (``None`` means not given)."""
+    from fitlab.errors import UsageError
+
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def workers_default() -> int:
+    """Worker processes when not given: one per CPU."""
+    return max(1, os.cpu_count() or 1)
