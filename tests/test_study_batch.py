@@ -129,7 +129,7 @@ class _Fails(Estimator):
 
     name = "_test_fails"
 
-    def _fit(self, df):
+    def _fit(self, df, primary_month):
         raise RuntimeError("singular matrix (on purpose)")
 
 
