@@ -250,6 +250,7 @@ class _NestedLMM:
         self.u_rstart, self.c_start = u_rstart, c_start
         self.U, self.C = U, C
         self.client_cov = client_cov
+        self._prior = None
         self.y_sorted, self.X_sorted = y, X
         self.c_idx, self.u_idx = c_idx, u_idx
         self.n_eval = 0
@@ -372,10 +373,12 @@ class _NestedLMM:
         """
         if self.engine == "numba":
             self.n_eval += 1
+            prec, m_fixed, rss_add = self._variant(method)
             dev, g, beta, XtX, sigma2 = _kernels().deviance(
-                np.ascontiguousarray(theta, dtype=float), self._pidx, method == "reml",
+                np.ascontiguousarray(theta, dtype=float), self._pidx, method != "ml",
                 grad, self.n, self.p, self.q, self.qt, self.WW, self.G, self.z00,
-                self.z01, self.z11, self._u_cptr, self._real_tf, self._e_ptr, self._e_col)
+                self.z01, self.z11, self._u_cptr, self._real_tf, self._e_ptr, self._e_col,
+                prec, m_fixed, rss_add)
             if not math.isfinite(dev):
                 return np.inf, None  # a far-out trial point: the line search backs off
             if not grad:
@@ -394,21 +397,40 @@ class _NestedLMM:
             return dev, (beta, XtX, rss / m)
         return dev, (beta, XtX, rss / m), self._gradient(out[2], beta, XtX, rss, m, method)
 
+    def set_prior(self, prec, a0: float, b0: float) -> None:
+        """The conjugate prior of ``method="bayes"``: ``beta | sigma^2 ~ N(0, sigma^2
+        diag(1 / prec))`` and ``sigma^2 ~ InvGamma(a0, b0)``.
+
+        Then ``beta`` and ``sigma^2`` integrate out exactly and the "deviance" is
+        ``-2 log p(y | theta)`` up to a constant:
+        ``log|H| + log|X'H^-1 X + diag(prec)| + (n + 2 a0) log(q + 2 b0)`` with ``q``
+        the penalized residual sum of squares (see :mod:`models.bayes.integrated`).
+        """
+        self._prior = (np.ascontiguousarray(prec, dtype=float), float(a0), float(b0))
+
+    def _variant(self, method):
+        """``(prec, m_fixed, rss_add)`` of the kernel for ``method``."""
+        if method == "bayes":
+            prec, a0, b0 = self._prior
+            return prec, self.n + 2.0 * a0, 2.0 * b0
+        return np.zeros(self.p), 0.0, 0.0
+
     def _criterion(self, S, logdet, method):
         """Profiled deviance and GLS pieces from ``S`` and ``log|H|``; ``None`` if invalid."""
         if not (np.isfinite(logdet) and np.isfinite(S).all()):
             return None
         p, n = self.p, self.n
-        XtX, Xty, yty = S[:p, :p], S[:p, p], S[p, p]
+        prec, m_fixed, rss_add = self._variant(method)
+        XtX, Xty, yty = S[:p, :p] + np.diag(prec), S[:p, p], S[p, p]
         try:
             cf = np.linalg.cholesky(XtX)
         except np.linalg.LinAlgError:
             return None
         beta = np.linalg.solve(XtX, Xty)
-        rss = max(yty - Xty @ beta, 1e-300)
-        m = n - p if method == "reml" else n
+        rss = max(yty - Xty @ beta, 1e-300) + rss_add
+        m = m_fixed if m_fixed > 0 else (n - p if method == "reml" else n)
         dev = logdet + m * (math.log(rss / m) + _LOG2PI + 1.0)
-        if method == "reml":
+        if method != "ml":
             dev += 2.0 * float(np.log(np.diagonal(cf)).sum())
         return dev, beta, XtX, rss, m
 
@@ -419,7 +441,7 @@ class _NestedLMM:
         Binv = np.linalg.inv(XtX)
         rvec = np.r_[-beta, 1.0]
         cst = m / rss
-        reml = method == "reml"
+        reml = method != "ml"  # REML and the Bayesian variant project out X
         g = {}
         # unit-level columns: diag(Z_e' P Z_e) and Z_e' r
         eF = CuH[:, E, :p1]

@@ -22,7 +22,7 @@ import tempfile
 import numba
 import numpy as np
 
-__all__ = ["accumulate", "deviance"]
+__all__ = ["accumulate", "deviance", "deviance_batch"]
 
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -175,7 +175,7 @@ def _chol_inv(Lf, m, out):
 
 @_jit
 def deviance(theta, pidx, reml, grad, n, p, q, qt, WW, G, z00, z01, z11, u_cptr, real_t,
-             e_ptr, e_col):
+             e_ptr, e_col, prec, m_fixed, rss_add):
     """Profiled deviance (-2 log-likelihood) and, with ``grad``, its exact gradient.
 
     The same computation as ``_NestedLMM.sweep`` + ``_criterion`` + ``_gradient``.
@@ -188,11 +188,18 @@ def deviance(theta, pidx, reml, grad, n, p, q, qt, WW, G, z00, z01, z11, u_cptr,
         Where ``l11`` (or ``c_int``), ``l21``, ``l22``, ``s_ther``, ``s_unit``, ``s_up``
         sit in ``theta``; ``-1`` for an absent one (its value is then 0).
     reml, grad : bool
+        REML (with ``log|X'H^-1 X|``) or ML; whether to compute the gradient.
     n, p, q, qt : int
         Rows, fixed effects, unit-level columns, therapist columns among them.
     WW, G, z00, z01, z11, u_cptr, real_t, e_ptr, e_col
         From :func:`accumulate` (``real_t``: 1.0 for a real therapist column of a unit,
         0.0 for padding).
+    prec, m_fixed, rss_add : float array (p,), float, float
+        The conjugate Bayesian variant (:mod:`models.bayes.integrated`): ``prec`` is
+        added to the diagonal of ``X'H^-1 X`` (the prior precision of ``beta`` relative
+        to ``sigma^2``), ``m_fixed`` (> 0) replaces the exponent ``m`` and ``rss_add``
+        is added to the residual sum of squares (``2 b0`` of the inverse-gamma prior).
+        Zeros give REML or ML exactly.
 
     Returns
     -------
@@ -356,6 +363,9 @@ def deviance(theta, pidx, reml, grad, n, p, q, qt, WW, G, z00, z01, z11, u_cptr,
         for j in range(p):
             XtX[i, j] = S[i, j]
             Lx[i, j] = S[i, j]
+        # a Gaussian prior on beta (precision relative to sigma^2) adds to X'H^-1 X
+        XtX[i, i] += prec[i]
+        Lx[i, i] += prec[i]
     if not _chol(Lx, p):
         return bad
     # beta = XtX^-1 X'y by two triangular solves
@@ -373,8 +383,8 @@ def deviance(theta, pidx, reml, grad, n, p, q, qt, WW, G, z00, z01, z11, u_cptr,
     fit = 0.0
     for i in range(p):
         fit += S[i, p] * beta[i]
-    rss = max(S[p, p] - fit, 1e-300)
-    m = n - p if reml else n
+    rss = max(S[p, p] - fit, 1e-300) + rss_add
+    m = m_fixed if m_fixed > 0 else (n - p if reml else n)
     dev = logdet + m * (math.log(rss / m) + _LOG2PI + 1.0)
     if reml:
         for i in range(p):
@@ -515,3 +525,56 @@ def deviance(theta, pidx, reml, grad, n, p, q, qt, WW, G, z00, z01, z11, u_cptr,
     if pidx[2] >= 0:
         g[pidx[2]] = 2.0 * S11 * c
     return dev, g, beta, XtX, sigma2
+
+
+@_jit
+def deviance_batch(thetas, target, pidx, n, p, q, qt, WW, G, z00, z01, z11, u_cptr, real_t,
+                   e_ptr, e_col, prec, m_fixed, rss_add):
+    """:func:`deviance` (REML-type, no gradient) at many parameter points, for integration.
+
+    Parameters
+    ----------
+    thetas : float array (M, k)
+        Relative parameters, one point per row.
+    target : int
+        The fixed effect whose conditional posterior is summarized.
+    Others
+        As :func:`deviance`.
+
+    Returns
+    -------
+    dev, mu, binv, rss : float arrays (M,)
+        The deviance, ``beta[target]``, ``[B^-1]_{target,target}`` for ``B = X'H^-1 X +
+        diag(prec)``, and the residual sum of squares (with ``rss_add``); NaN where the
+        point is invalid.
+    """
+    M = thetas.shape[0]
+    dev = np.empty(M)
+    mu = np.empty(M)
+    binv = np.empty(M)
+    rss = np.empty(M)
+    e = np.zeros(p)
+    for i in range(M):
+        d, g, beta, B, s2 = deviance(thetas[i], pidx, True, False, n, p, q, qt, WW, G, z00,
+                                     z01, z11, u_cptr, real_t, e_ptr, e_col, prec, m_fixed,
+                                     rss_add)
+        if not math.isfinite(d) or not _chol(B, p):
+            dev[i] = np.inf
+            mu[i] = binv[i] = rss[i] = np.nan
+            continue
+        # [B^-1]_tt = |L^-1 e_t|^2 with B = L L' (forward substitution)
+        for j in range(p):
+            e[j] = 0.0
+        for j in range(target, p):
+            s = 1.0 if j == target else 0.0
+            for kk in range(target, j):
+                s -= B[j, kk] * e[kk]
+            e[j] = s / B[j, j]
+        acc = 0.0
+        for j in range(target, p):
+            acc += e[j] * e[j]
+        dev[i] = d
+        mu[i] = beta[target]
+        binv[i] = acc
+        rss[i] = s2 * (m_fixed if m_fixed > 0 else n - p)
+    return dev, mu, binv, rss
