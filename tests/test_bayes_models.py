@@ -33,7 +33,7 @@ def check_recovery(e, truth):
 @pytest.fixture(scope="module")
 def trajectory():
     sc = Scenario().replace(LARGE) if LARGE else Scenario()
-    return sc, get_estimator("bayes_trajectory", sc, **SAMPLER)
+    return sc, get_estimator("bayes_occasion", sc, **SAMPLER)
 
 
 @pytest.mark.slow
@@ -77,14 +77,14 @@ def test_capacity_comes_from_the_data_alone(trajectory):
     cap = est._capacity(sizes)
     assert cap["occ"] == sizes["occ"]  # occasion effects are built exactly
     assert all(sizes[k] <= cap[k] < 1.5 * sizes[k] + 1 for k in ("unit", "client"))
-    big = get_estimator("bayes_trajectory", sc, capacity={"client": 1000})
+    big = get_estimator("bayes_occasion", sc, capacity={"client": 1000})
     assert big._capacity(sizes)["client"] == 1000
 
 
 @pytest.mark.slow
 def test_stepped_wedge_recovers_itt():
     sc = Scenario().replace({"design.kind": "stepped_wedge", **LARGE})
-    est = get_estimator("bayes_stepped_wedge", sc, unit_period=True, **SAMPLER)
+    est = get_estimator("bayes_occasion_stepped_wedge", sc, unit_period=True, **SAMPLER)
     trial = simulate_trial(sc, 1)
     e = est.fit(trial.data)
     check_recovery(e, trial.truth["itt"])

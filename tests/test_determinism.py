@@ -29,6 +29,9 @@ CASES = [
         {"size.units": 8, "size.clients_per_unit": 12}), {}),
     ("mixedlm", Scenario().replace(SMALL), {}),
     ("iv_cace", Scenario().replace(SMALL), {}),
+    ("bayes_trajectory", Scenario().replace(SMALL), {}),
+    ("bayes_stepped_wedge", load_scenario(PARAMS / "fit_stepped_wedge.yaml").replace(
+        {"size.units": 8, "size.clients_per_unit": 12}), {}),
 ]
 
 
@@ -49,13 +52,13 @@ def test_bayesian_fit_depends_on_the_data_only():
     sc = Scenario().replace(SMALL)
     opts = dict(draws=30, tune=30, chains=2)
     a, b = simulate_trial(sc, 1).data, simulate_trial(sc, 2).data
-    est = get_estimator("bayes_marginal", sc, cores=1, **opts)
+    est = get_estimator("bayes_trajectory_nuts", sc, cores=1, **opts)
     b_first = est.fit(b)
     est.fit(a)
     b_after_a = est.fit(b)
     assert same(b_first, b_after_a)
     # another object, two sampler threads instead of one: the same draws
-    other = get_estimator("bayes_marginal", sc, cores=2, **opts).fit(b)
+    other = get_estimator("bayes_trajectory_nuts", sc, cores=2, **opts).fit(b)
     assert same(b_first, other)
     # a different data set gives different draws (the check can fail)
     assert not same(est.fit(a), b_first)

@@ -11,7 +11,7 @@ from models import EstimatorError, LongFormatError, get_estimator
 from models.bayes.base import IdMap
 from models.clients import client_table
 
-ESTIMATORS = ["bayes_trajectory", "bayes_stepped_wedge", "bayes_cace", "iv_cace",
+ESTIMATORS = ["bayes_trajectory", "bayes_stepped_wedge", "bayes_occasion", "bayes_cace", "iv_cace",
               "per_protocol"]
 
 
@@ -95,7 +95,7 @@ def test_uptake_without_offer_is_refused():
 
 
 def test_primary_month_must_be_observed():
-    est = get_estimator("bayes_trajectory", None, primary_month=18.0)
+    est = get_estimator("bayes_occasion", None, primary_month=18.0)
     df = est.prepare(long_table())
     with pytest.raises(LongFormatError, match="primary month 18"):
         est._arrays(df, 18.0)

@@ -1,10 +1,14 @@
-"""The Bayesian hierarchical models, sampled by NUTS (nutpie), on one base class.
+"""The Bayesian hierarchical models: NUTS-sampled models on one base class, and the
+integrated route for the Gaussian mixed models.
 
 - :mod:`models.bayes.base`: compile once per capacity, seeds from the data, one
   convergence rule, one summary (:class:`~models.bayes.base.BayesEstimator`);
-- :mod:`models.bayes.marginal`: the growth model with every random effect integrated out;
-- :mod:`models.bayes.trajectory`, :mod:`models.bayes.stepped_wedge`: non-centred growth
-  models for individual/cluster and stepped-wedge designs;
+- :mod:`models.bayes.integrated` and :mod:`models.bayes.lmm`: the trajectory and
+  stepped-wedge mixed models (the REML estimators' models) by exact conditional
+  integration and importance sampling (``bayes_trajectory``, ``bayes_stepped_wedge``),
+  and their NUTS twins with the same priors (``*_nuts``);
+- :mod:`models.bayes.occasion`, :mod:`models.bayes.occasion_stepped_wedge`: non-centred
+  growth models with occasion-specific means, ceiling censoring and learning;
 - :mod:`models.bayes.binary`: the logit mixed model for employment;
 - :mod:`models.bayes.cace`, :mod:`models.bayes.cace_trajectory`: principal stratification.
 
@@ -16,7 +20,7 @@ from models.bayes import (  # noqa: F401
     binary,
     cace,
     cace_trajectory,
-    marginal,
-    stepped_wedge,
-    trajectory,
+    lmm,
+    occasion,
+    occasion_stepped_wedge,
 )

@@ -124,11 +124,14 @@ def diagnose(idata, monitor: list[str], effect: np.ndarray, settings: dict,
              fit_seconds: float) -> dict[str, Any]:
     """The convergence rule of the module docstring, on ``monitor`` and the estimand.
 
+    Names in ``monitor`` that the model does not have (an optional level) are skipped.
+
     ``effect`` holds the estimand's draws with shape ``(chains, draws)``.
     """
     import arviz as az
 
     chains = int(settings["chains"])
+    monitor = [v for v in monitor if v in idata.posterior]
     post_ = idata.posterior[monitor]
     rhat = az.rhat(post_)
     ess = az.ess(post_, method="bulk")
@@ -232,7 +235,7 @@ class BayesEstimator(Estimator):
         """Each vector's size for these counts: exact, or on the ladder and at least the
         ``capacity`` option's minimum (a function of the data and the options only)."""
         least = self.options["capacity"] or {}
-        return {k: max(1, n) if k in self.exact else max(capacity(n), int(least.get(k, 0)))
+        return {k: int(n) if k in self.exact else max(capacity(n), int(least.get(k, 0)))
                 for k, n in sizes.items()}
 
     def _compiled(self, data, cap):

@@ -1,6 +1,6 @@
 """Bayesian principal stratification on the ORS trajectory (estimator ``bayes_cace_trajectory``).
 
-The growth model of ``bayes_trajectory`` (``time_shape="loglinear"``) with the latent
+The growth model of ``bayes_occasion`` (``time_shape="loglinear"``) with the latent
 principal stratum of Imbens & Rubin (1997) attached to each client, fitted to *every*
 observed occasion as Yau & Little (2001) do for longitudinal outcomes with missing data.
 
@@ -43,7 +43,7 @@ Estimand: the CACE at the primary month, where ``t = 1`` so the effect of a comp
 the data (with one ``tau``, ``tau`` itself). This matches ``trial.truth["cace"]`` (the mean
 effect over offered compliers) and the client-level ``bayes_cace``.
 
-Priors (ORS points; those shared with ``bayes_trajectory`` and ``bayes_cace`` are theirs)::
+Priors (ORS points; those shared with ``bayes_occasion`` and ``bayes_cace`` are theirs)::
 
     alpha ~ N(20, 10);  beta ~ N(0, 10);  eta, tau ~ N(0, 5);  pi ~ Beta(1, 1)
     sigma_unit, sigma_therapist ~ HalfNormal(3)
@@ -63,7 +63,7 @@ import numpy as np
 
 from models.base import EstimatorError, LongFormatError, register
 from models.bayes.base import BayesEstimator, IdMap, post, random_effect, variance_components
-from models.bayes.trajectory import GROWTH_SDS
+from models.bayes.occasion import GROWTH_SDS
 from models.clients import CACE_REQUIRED
 from simulate.conventions import FIDELITY_LEVELS
 
@@ -87,7 +87,7 @@ class BayesCaceTrajectory(BayesEstimator):
     -----
     ``extra``: ``pi`` (complier share), ``eta`` (complier shift of the slope at the
     primary month, ORS points), ``cace_fidelity_<level>`` and ``..._sd`` (levels), the
-    variance components and intake ICCs (as ``bayes_trajectory``), ``n_clients``,
+    variance components and intake ICCs (as ``bayes_occasion``), ``n_clients``,
     ``n_takers`` and ``n_rows``.
 
     Examples

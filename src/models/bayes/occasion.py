@@ -1,4 +1,4 @@
-"""Bayesian growth model for ORS trajectories (estimator ``bayes_trajectory``).
+"""Bayesian growth model with occasion-specific means (estimator ``bayes_occasion``).
 
 Model (one row per observed client x occasion)::
 
@@ -40,7 +40,7 @@ from models.bayes.base import (
 )
 from simulate.conventions import ORS_MAX
 
-__all__ = ["BayesTrajectory", "GROWTH_SDS"]
+__all__ = ["BayesOccasion", "GROWTH_SDS"]
 
 #: the SD parameter of each variance component of the growth model
 GROWTH_SDS = {"unit": "sigma_unit", "therapist": "sigma_therapist", "client": "sigma_client",
@@ -48,7 +48,7 @@ GROWTH_SDS = {"unit": "sigma_unit", "therapist": "sigma_therapist", "client": "s
 
 
 @register
-class BayesTrajectory(BayesEstimator):
+class BayesOccasion(BayesEstimator):
     """Hierarchical growth model; ITT difference at the primary month.
 
     Options: ``time_shape`` (``"occasion"`` default, or ``"loglinear"``), ``censored``
@@ -60,11 +60,11 @@ class BayesTrajectory(BayesEstimator):
 
     Examples
     --------
-    >>> est = get_estimator("bayes_trajectory", Scenario(), draws=300)  # doctest: +SKIP
+    >>> est = get_estimator("bayes_occasion", Scenario(), draws=300)  # doctest: +SKIP
     >>> est.fit(trial.data).estimate                                    # doctest: +SKIP
     """
 
-    name = "bayes_trajectory"
+    name = "bayes_occasion"
     estimand = "itt"
     outcome_kinds = ("ors",)
     monitor = ("alpha", "beta", "delta", "sigma_unit", "sigma_therapist", "sigma_client",

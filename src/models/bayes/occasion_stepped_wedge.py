@@ -1,6 +1,7 @@
-"""Bayesian stepped-wedge model (estimator ``bayes_stepped_wedge``).
+"""Bayesian stepped-wedge model with occasion-specific means and learning
+(estimator ``bayes_occasion_stepped_wedge``).
 
-The growth model of :mod:`models.trajectory` with the exposure (FIT offered: the client
+The growth model of :mod:`models.bayes.occasion` with the exposure (FIT offered: the client
 started after the unit's crossover) in place of the randomized arm, plus fixed
 calendar-period effects (Hussey & Hughes 2007; leaving out the secular trend can reverse
 the estimated effect, Hemming 2017)::
@@ -18,7 +19,7 @@ earliest start among its exposed clients (the long format has no crossover colum
 
 The estimand (``itt``) is the mean effect at the primary month over exposed clients:
 ``delta[primary] + kappa * mean(r_i - 1)`` (just ``delta[primary]`` without learning).
-Priors as in :mod:`models.trajectory`; ``gamma ~ N(0, 5)``, ``kappa ~ N(0, 5)``,
+Priors as in :mod:`models.bayes.occasion`; ``gamma ~ N(0, 5)``, ``kappa ~ N(0, 5)``,
 ``sigma_unit_period ~ HalfNormal(2)``.
 """
 
@@ -28,26 +29,26 @@ import numpy as np
 
 from models.base import EstimatorError, LongFormatError, register
 from models.bayes.base import IdMap, post, random_effect
-from models.bayes.trajectory import BayesTrajectory
+from models.bayes.occasion import BayesOccasion
 
-__all__ = ["BayesSteppedWedge"]
+__all__ = ["BayesOccasionSteppedWedge"]
 
 
 @register
-class BayesSteppedWedge(BayesTrajectory):
+class BayesOccasionSteppedWedge(BayesOccasion):
     """Stepped-wedge growth model with fixed calendar-period effects.
 
     Options: ``unit_period`` (False), ``learning`` (False), ``ramp_months`` (the plan's
     ``ramp_months``, else 6), ``time_shape``, ``censored`` and the sampler options.
     """
 
-    name = "bayes_stepped_wedge"
+    name = "bayes_occasion_stepped_wedge"
     estimand = "itt"
     required = ("unit", "therapist", "client", "exposure", "month", "outcome", "period",
                 "start_month")
-    monitor = BayesTrajectory.monitor + ("gamma",)
+    monitor = BayesOccasion.monitor + ("gamma",)
 
-    model_defaults = {**BayesTrajectory.model_defaults, "unit_period": False,
+    model_defaults = {**BayesOccasion.model_defaults, "unit_period": False,
                       "learning": False, "ramp_months": None}
 
     def __init__(self, plan=None, columns=None, **options):
