@@ -128,6 +128,6 @@ def test_notebook_02_runs(tmp_path):
     out = tmp_path / "out"
     papermill.execute_notebook(
         "notebooks/02_fit_hierarchical.ipynb", str(tmp_path / "02.ipynb"),
-        kernel_name="python3", parameters=dict(fast=True, out_dir=str(out)),
+        kernel_name="python3", parameters=dict(fast=True, output_dir=str(out)),
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), progress_bar=False)
     assert (out / "posterior.nc").is_file() and (out / "estimate.csv").is_file()

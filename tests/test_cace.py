@@ -96,7 +96,7 @@ def test_notebook_03_runs(tmp_path):
     out = tmp_path / "out"
     papermill.execute_notebook(
         "notebooks/03_cace.ipynb", str(tmp_path / "03.ipynb"), kernel_name="python3",
-        parameters=dict(fast=True, out_dir=str(out)),
+        parameters=dict(fast=True, output_dir=str(out)),
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), progress_bar=False)
     res = pd.read_csv(out / "estimates.csv")
     assert set(res["method"]) == {"ITT", "per-protocol", "CACE (Bayes)", "CACE (IV)"}

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from models.base import Estimate, Estimator, EstimatorError, register
-from models.bayes.base import BayesEstimator, IdMap, post, random_effect
+from models.bayes.base import BayesEstimator, IdMap, Posterior, data_seed, post, random_effect
 from models.bayes.integrated import Priors, integrate
 from models.reml.engine import _NestedLMM
 from models.reml.estimators import client_re_level, stepped_wedge_design, trajectory_design
@@ -115,6 +115,22 @@ class _IntegratedLMM(Estimator):
         return d, res
 
     def _fit(self, df: pd.DataFrame, primary_month: float) -> Estimate:
+        return self._estimate(df)[0]
+
+    def posterior(self, data: pd.DataFrame, draws: int = 4000) -> Posterior:
+        """The Estimate with ``draws`` posterior draws (importance-weighted resampling,
+        seeded by the data) as ArviZ data (one "chain": these are not MCMC draws)."""
+        import arviz as az
+
+        df = self.prepare(data)
+        est, res = self._estimate(df)
+        rng = np.random.default_rng(data_seed({"y": df["outcome"].to_numpy(float)},
+                                              int(self.options["seed"])))
+        sample = res.draws(int(draws), rng)
+        idata = az.from_dict(posterior={k: v[None, :] for k, v in sample.items()})
+        return Posterior(est, idata, sample["effect"], df)
+
+    def _estimate(self, df: pd.DataFrame):
         t0 = time.perf_counter()
         d, res = self.integrated(df)
         g = res.diagnostics
@@ -132,8 +148,9 @@ class _IntegratedLMM(Estimator):
                  "client_re": d.client_re, "route": "integrated"}
         if self.stepped:
             extra["unit_period"] = d.unit_period
-        return Estimate(estimator=self.name, estimand=self.estimand, **res.summary,
-                        extra=extra, diagnostics=diag)
+        est = Estimate(estimator=self.name, estimand=self.estimand, **res.summary,
+                       extra=extra, diagnostics=diag)
+        return est, res
 
     # -- simulation-based calibration ---------------------------------------------------
     def posterior_draws(self, data: pd.DataFrame, n: int, seed: int = 0,
