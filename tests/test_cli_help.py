@@ -108,3 +108,29 @@ def test_zsh_completion_loads(tmp_path, capsys):
                           f"source {script}; print $_comps[fitlab]"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "_fitlab"
+
+
+def test_user_facing_text_cites_what_the_user_has():
+    # every scenario field is in docs/MODEL.md's table of defaults, and no user-facing
+    # text points at files a clone does not have (the lab's internal domain notes and
+    # source documents)
+    import re
+    from pathlib import Path
+
+    from simulate.scenario import BinaryOutcome, Scenario
+
+    root = Path(__file__).resolve().parents[1]
+    model = (root / "docs" / "MODEL.md").read_text()
+    table = model[model.index("## 3."):model.index("## 4.")]
+    missing = [f"{name}.{field}" for name, info in Scenario.model_fields.items()
+               if hasattr(info.annotation, "model_fields")
+               for field in info.annotation.model_fields if f"`{field}`" not in table
+               and f".{field}`" not in table]
+    missing += [f for f in BinaryOutcome.model_fields if f not in table]
+    assert not missing, missing
+    files = [root / "README.md", *root.glob("params/**/*.yaml"), *root.glob("notebooks/*.ipynb"),
+             *root.glob("docs/*.md"),
+             *(p for p in root.glob("src/**/*.py") if "bayes" not in p.parts)]
+    bad = [f"{p.relative_to(root)}: {m.group(0)}" for p in files
+           for m in re.finditer(r"DOMAIN\.md|shared/|seeds? 00\d|seeds/", p.read_text())]
+    assert not bad, bad
