@@ -63,7 +63,8 @@ def test_rounds_first_and_growth():
     p = Precision.make(0.01)
     assert p.first_round() == 250                 # a tenth of 0.25 / 0.01^2
     assert next_total(0, None, p) == 250
-    assert next_total(250, 1600, p) == 1600       # straight to what the rule asks
+    assert next_total(250, 1600, p) == 500        # at most double what is there
+    assert next_total(1000, 1600, p) == 1600      # else straight to what the rule asks
     assert next_total(1600, 1601, p) == 1760      # but at least 10% more
     assert next_total(30, 31, Precision.make(0.05)) == 30 + MIN_STEP
     assert next_total(1600, 1500, p) == 1600      # met: nothing to add

@@ -25,7 +25,8 @@ The rule, per diagnosand:
 Rounds: the first is ``first_reps`` (default a tenth of the worst case ``0.25 / target^2``,
 at least :data:`MIN_FIRST_ROUND`); each later one brings a group to what the rule asks,
 but at least 10% (and :data:`MIN_STEP` replicates) more, so that noise near the target
-does not cost a string of tiny rounds. The state of a run is what is on disk: the rows,
+does not cost a string of tiny rounds, and at most twice what is there, so that a plan
+made from a small noisy round does not overshoot. The state of a run is what is on disk: the rows,
 and in each scenario's manifest the plans of the rounds that finished. A group's
 replicates are counted as the unbroken run 0, 1, ..., k-1 of replicates present, capped at
 the last finished round, and the diagnosands that plan the next round are computed from
@@ -70,8 +71,11 @@ DEFAULT_MAX_REPS = 10_000
 #: Smallest first round, and smallest later round.
 MIN_FIRST_ROUND = 20
 MIN_STEP = 10
-#: A later round adds at least this share of what is there.
+#: A later round adds at least this share of what is there,
 MIN_GROWTH = 0.1
+#: and at most doubles it: a plan made from few replicates is noisy, and running far past
+#: the need costs more than one more round.
+MAX_GROWTH = 2.0
 #: Grid keys of a precision target (``reps`` is then the first round).
 PRECISION_KEYS = ("target_mcse", "target_on", "max_reps")
 
@@ -333,7 +337,8 @@ def next_total(have: int, needed: int | None, precision: Precision) -> int:
             or have >= precision.max_reps:
         return have
     step = max(MIN_STEP, math.ceil(MIN_GROWTH * have))
-    return int(min(precision.max_reps, max(needed, have + step)))
+    target = min(max(needed, have + step), math.ceil(MAX_GROWTH * have))
+    return int(min(precision.max_reps, max(target, have + step)))
 
 
 # -- the driver -------------------------------------------------------------------------------

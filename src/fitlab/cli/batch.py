@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 from fitlab.cli.common import (
     EXIT_FAILED,
@@ -30,7 +31,8 @@ def add_parser(sub) -> None:
                  "run params/fit_cluster.yaml --target-mcse 0.01 --workers 2",
                  "run default --target-mcse 0.02 --target-on power,coverage --max-reps 4000"],
                 "Results go to OUT/<scenario_id>/; running the same command again resumes "
-                "and adds only the missing fits.")
+                "and adds only the missing fits. Exit status 1 when a task failed or a "
+                "target was not met within --max-reps.")
     s.add_argument("scenario", help=SCENARIO_HELP)
     s.add_argument("--reps", type=int, default=None, metavar="N",
                    help="replicates per estimator; with --target-mcse the size of the first "
@@ -53,7 +55,8 @@ def add_parser(sub) -> None:
                  "batch params/grids/fit_default.yaml --dask --no-report"],
                 "Results go to OUT/<grid name>/; running the same command again resumes. "
                 "A grid may set target_mcse, target_on and max_reps itself; the flags "
-                "override them.")
+                "override them. Exit status 1 when a task or the report failed, or a target "
+                "was not met within max_reps.")
     s.add_argument("grid", help="grid YAML file (e.g. params/grids/fit_default.yaml)")
     s.add_argument("--no-report", action="store_true",
                    help="do not render report 04 (default: render it)")
@@ -72,9 +75,9 @@ def add_parser(sub) -> None:
 
 def _add_precision_flags(s, grid: bool = False) -> None:
     where = "the grid's target_mcse, else off" if grid else "off: run --reps"
-    g = s.add_argument_group("precision", "run in rounds until the Monte Carlo SE of each "
-                             "targeted diagnosand is at most the target, for every scenario "
-                             "and estimator (fitlab.precision)")
+    g = s.add_argument_group("precision", textwrap.fill(
+        "run in rounds until the Monte Carlo SE of each targeted diagnosand is at most the "
+        "target, for every scenario and estimator (fitlab.precision)", 77))
     g.add_argument("--target-mcse", type=float, default=None, metavar="MCSE",
                    help=f"the Monte Carlo SE wanted (default: {where}; e.g. 0.01 for "
                    "power to +-1 point)")

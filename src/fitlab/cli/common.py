@@ -68,8 +68,10 @@ def command(sub, name: str, summary: str, examples: list[str], description: str 
         More text under the summary in the command's own ``--help``.
     """
     import argparse
+    import textwrap
 
     epilog = "examples:\n" + "\n".join(f"  fitlab {e}" for e in examples)
-    return sub.add_parser(name, help=summary,
-                          description=summary + (f"\n\n{description}" if description else ""),
-                          epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # raw, so the examples keep their lines; the prose is wrapped here instead
+    text = "\n\n".join(textwrap.fill(t, 79) for t in (summary, description) if t)
+    return sub.add_parser(name, help=summary, description=text, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
