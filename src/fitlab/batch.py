@@ -248,6 +248,8 @@ def _start_manifest(job: Job, folder: Path, grid: dict | None, simulator: str) -
         "created": old.get("created", mf.now()),
         "finished": None,
         "history": old.get("history", []) + [mf.now()],
+        # a target run's record (fitlab.precision) outlives its rounds
+        **({"precision": old["precision"]} if "precision" in old else {}),
     })
 
 

@@ -12,7 +12,11 @@ A grid file::
       missingness.attrition_rate: [0.1, 0.25]
     zip: [[a.b, c.d]]                 # optional: factors that vary together, not crossed
     exclude: [{design.kind: cluster, size.clients_per_unit: 10}]   # optional
-    reps: 200
+    reps: 200                         # with target_mcse: the first round (optional)
+    target_mcse: 0.01                 # optional: run in rounds until every MCSE is this small
+    target_on: [power, coverage]      # optional: what the target applies to (default power;
+                                      # name=value sets its own target, e.g. bias=0.1)
+    max_reps: 5000                    # optional: the cap of a target run (default 10000)
     estimators: [reml_trajectory]     # or by design kind: {individual: [...], ...};
                                       # default: models.defaults (the fast one per design)
     type_i_error: true                # also run each scenario's null twin (default true)
@@ -21,6 +25,9 @@ A grid file::
       where: [{size.clients_per_unit: 20}]   # scenarios whose factors match one entry
       reps: 20
       type_i_error: false             # null twins for these too (default false)
+
+With ``target_mcse`` the grid's estimators run in rounds (:mod:`fitlab.precision`) and the
+``confirm`` estimators keep their fixed ``confirm.reps``.
 
 Everything is validated before anything is written: unknown keys (with the allowed keys),
 every expanded scenario, every estimator name and its outcome kind.
@@ -53,7 +60,7 @@ __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job", "reso
 
 # "type_i_error", not "null": YAML reads a key spelt null as None
 GRID_KEYS = ("name", "description", "base", "factors", "zip", "exclude", "reps",
-             "estimators", "type_i_error", "confirm")
+             "estimators", "type_i_error", "confirm", "target_mcse", "target_on", "max_reps")
 CONFIRM_KEYS = ("estimators", "where", "reps", "type_i_error")
 DESIGN_KINDS = ("individual", "cluster", "stepped_wedge")
 
@@ -151,6 +158,7 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
     reps = spec.get("reps", 100)
     if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
         problems.append(f"reps: must be a positive integer, got {reps!r}")
+    problems += _precision_problems(spec)
     if not isinstance(spec.get("type_i_error", True), bool):
         problems.append(f"type_i_error: must be true or false, got {spec.get('type_i_error')!r}")
     factors = spec.get("factors") or {}
@@ -242,6 +250,19 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
     if problems:
         raise GridError(source, sorted(set(problems), key=problems.index))
     return list(jobs.values())
+
+
+def _precision_problems(spec: dict) -> list[str]:
+    """The precision keys of a grid (:mod:`fitlab.precision`), checked."""
+    from fitlab.precision import precision_problems
+
+    if "target_mcse" not in spec:
+        given = [k for k in ("target_on", "max_reps") if k in spec]
+        return [f"{k}: needs target_mcse" for k in given]
+    reps = spec.get("reps")  # checked with the other keys; here only against max_reps
+    ok = isinstance(reps, int) and not isinstance(reps, bool) and reps >= 1
+    return precision_problems(spec["target_mcse"], spec.get("target_on"),
+                              spec.get("max_reps"), reps if ok else None)
 
 
 def scenario_job(scenario, reps: int, estimators: list[str] | None = None,

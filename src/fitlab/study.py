@@ -5,10 +5,12 @@ Output layout::
     outputs/<grid name>/                   a grid (``run_grid``)
         grid.json                          the grid as read
         summary.csv                        one row per (scenario, estimator)
+        precision.csv                      a target run: achieved MCSE, replicates, met
         <scenario_id>/                     see fitlab.store (parts, manifest, diagnosands)
         04_compare_designs.ipynb/.html     the report
         runs.json                          notebook run records
-    outputs/<scenario_id>/                 a single scenario (``run_scenario``)
+    outputs/<scenario_id>/                 a single scenario (``run_scenario``): its own
+                                           files, summary.csv and (target run) precision.csv
 
 Examples
 --------
@@ -26,7 +28,8 @@ import pandas as pd
 
 from fitlab import manifest as mf
 from fitlab.batch import run_jobs, summary_table
-from fitlab.grid import Job, load_grid, scenario_job
+from fitlab.grid import Job, load_grid, scenario_job, spec_list
+from fitlab.precision import Precision, run_to_precision
 from fitlab.runner import run_notebooks
 from fitlab.store import atomic_write, clean_temporary
 from simulate.errors import MissingFileError
@@ -44,7 +47,7 @@ def notebooks_dir() -> Path:
 
 
 def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool = True,
-             fast: bool = False, **batch) -> dict:
+             fast: bool = False, precision: dict | None = None, **batch) -> dict:
     """Validate and run a grid file, write its summary, and render report 04.
 
     Parameters
@@ -57,36 +60,72 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
         Execute the report notebook after the replicates.
     fast : bool
         Passed to the report notebook.
+    precision : dict, optional
+        ``target_mcse``, ``target_on``, ``max_reps`` overriding the grid's (``None``
+        values ignored). With a target (here or in the grid) the grid's estimators run in
+        rounds to it (:func:`fitlab.precision.run_to_precision`); ``confirm`` estimators
+        keep their fixed replicates.
     **batch
         Passed to :func:`fitlab.batch.run_jobs` (``workers``, ``scheduler``, ``dask``,
-        ``chunk``, ``progress``, ``max_tasks``, ``simulator``).
+        ``chunk``, ``progress``, ``max_tasks``, ``simulator``), and ``log`` (one line
+        per round of a target run).
 
     Returns
     -------
     dict
-        ``dir``, ``batch`` (BatchResult), ``summary`` (DataFrame), ``report`` (record or None).
+        ``dir``, ``batch`` (BatchResult), ``summary`` (DataFrame), ``report`` (record or None),
+        ``precision`` (:class:`fitlab.precision.PrecisionRun` or None).
     """
     spec, jobs = load_grid(path)  # raises before anything is written
+    prec = Precision.from_settings(spec, precision, spec.get("reps"), names=FLAG_NAMES)
     root = Path(out_root) / spec["name"]
     root.mkdir(parents=True, exist_ok=True)
     clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
     mf.write_json(root / "grid.json", spec)
-    res = run_jobs(jobs, root, grid=spec, **batch)
+
+    def main_estimators(job: Job) -> set[tuple[str, str]]:
+        return {(role, e) for e in spec_list(spec.get("estimators"), job.scenario)
+                for role in ("effect", "null")}
+
+    res, jobs, run = _run(jobs, root, prec, main_estimators, grid=spec, **batch)
     summary = _write_summary(jobs, root)
     rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
-    return {"dir": root, "batch": res, "summary": summary, "report": rec}
+    return {"dir": root, "batch": res, "summary": summary, "report": rec, "precision": run}
 
 
-def run_scenario(scenario, reps: int, out_root: str | Path = "outputs", *,
+def run_scenario(scenario, reps: int | None, out_root: str | Path = "outputs", *,
                  estimators: list[str] | None = None, null: bool = True,
-                 report: bool = False, fast: bool = False, **batch) -> dict:
-    """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``."""
-    job = scenario_job(scenario, reps, estimators, null=null)
-    res = run_jobs([job], out_root, **batch)
+                 report: bool = False, fast: bool = False,
+                 precision: Precision | None = None, **batch) -> dict:
+    """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``.
+
+    ``reps`` replicates of each estimator, or with ``precision`` rounds until its target
+    is met (``precision.first_reps`` is the first round; ``reps`` is then unused). Returns
+    the dict of :func:`run_grid`.
+    """
+    job = scenario_job(scenario, reps or 1, estimators, null=null)
+    res, jobs, run = _run([job], out_root, precision, None, **batch)
     folder = Path(out_root) / job.scenario_id
-    summary = _write_summary([job], folder)
+    summary = _write_summary(jobs, folder)
     rec = render_report(folder, fast=fast)[0] if report else None
-    return {"dir": folder, "batch": res, "summary": summary, "report": rec}
+    return {"dir": folder, "batch": res, "summary": summary, "report": rec, "precision": run}
+
+
+#: Labels of the precision settings in messages: the command-line flags.
+FLAG_NAMES = {"target_mcse": "--target-mcse", "target_on": "--target-on",
+              "max_reps": "--max-reps", "reps": "--reps (the first round)"}
+
+
+def _run(jobs: list[Job], root: Path, precision: Precision | None, targeted, log=None,
+         **batch):
+    """Run the jobs to a count, or to a precision; ``(BatchResult, jobs, PrecisionRun)``."""
+    if precision is None:
+        return run_jobs(jobs, root, **batch), jobs, None
+    run = run_to_precision(jobs, root, precision, targeted=targeted, log=log, **batch)
+    folder = Path(root) / jobs[0].scenario_id if targeted is None else Path(root)
+    achieved = run.achieved
+    atomic_write(folder / "precision.csv", lambda tmp: achieved.to_csv(tmp, index=False))
+    return run.batch, run.jobs, run
 
 
 def jobs_from_dir(folder: str | Path) -> list[Job]:

@@ -70,10 +70,10 @@ class Design(_Section):
     ----------
     kind : {"individual", "cluster", "stepped_wedge"}
         ``individual``: clients randomized to FIT or usual-care therapists within units
-        (design A, seed 000). ``cluster``: units randomized to FIT or usual care.
-        ``stepped_wedge``: units randomized to the date they start FIT (design B, seed 000).
+        (design A of the FIT trial plan). ``cluster``: units randomized to FIT or usual
+        care. ``stepped_wedge``: units randomized to the date they start FIT (design B).
     allocation_ratio : float
-        FIT : usual care, e.g. 2.0 for the IPS pre-study's 2:1 (seed 002). Not used by the
+        FIT : usual care, e.g. 2.0 for the IPS pre-study's 2:1. Not used by the
         stepped wedge, where every unit crosses over.
     randomization : {"simple", "blocked", "stratified"}
         ``simple``: independent draws. ``blocked``: permuted blocks of ``block_size``
@@ -118,20 +118,21 @@ class Size(_Section):
     Attributes
     ----------
     units : int
-        Number of units (12; seed 000 "somewhat over ten"; range 6-30).
+        Number of units (12; FIT trial plan "somewhat over ten"; range 6-30).
     clients_per_unit : float
-        Mean clients recruited per unit (20; seed 000).
+        Mean clients recruited per unit (20; FIT trial plan).
     cluster_size_cv : float
         Coefficient of variation of clients per unit (0.3, a judgement; Eldridge 2006
         reports 0.65 for UK GP trials).
     therapists_per_unit : int
         Therapists (or employment specialists) per unit (4, a judgement).
     caseload_cap : int
-        Maximum concurrent clients per therapist (15-20; seeds 002, 004).
+        Maximum concurrent clients per therapist (15-20; IPS pre-study; Swedish
+        case-management guideline).
     episode_months : float
         Length of a treatment episode, used to count concurrent caseloads (a judgement).
     recruitment_months : float
-        Months over which each unit recruits (24; seed 000).
+        Months over which each unit recruits (24; FIT trial plan).
     """
 
     units: int = Field(12, ge=1)
@@ -150,7 +151,7 @@ class Followup(_Section):
     ----------
     months : list of float
         Months since the client's start, strictly increasing, starting at 0 (baseline).
-        FIT: 0, 1, 3, 6, 12 (seed 000). IPS: 0, 6, 12, 18 (seed 002).
+        FIT: 0, 1, 3, 6, 12 (FIT trial plan). IPS: 0, 6, 12, 18 (IPS pre-study).
     primary_month : float or None
         The primary time point; one of ``months``. ``None`` means the last.
     period_months : float
@@ -267,7 +268,7 @@ class OrsOutcome(_Variance):
 
 
 class BinaryOutcome(_Variance):
-    """A binary outcome such as employment (IPS pre-study, seed 002).
+    """A binary outcome such as employment (the IPS pre-study).
 
     Attributes
     ----------

@@ -12,6 +12,9 @@ Examples
     fitlab batch params/grids/fit_default.yaml --workers 2
     fitlab report outputs/fit_default
     fitlab demo
+    fitlab run default --target-mcse 0.01 --estimators diff_means
+    fitlab doctor
+    fitlab completion bash > ~/.local/share/bash-completion/completions/fitlab
 
 User mistakes (every :class:`fitlab.FitlabError`: an invalid scenario, grid or flag, a
 missing file, an unknown estimator, data not in the long format) print one clear message on
@@ -37,13 +40,18 @@ from fitlab.cli.common import EXIT_USER, fail
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules of ``fitlab.cli`` that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo")
+COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo", "doctor", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every sub-command."""
-    p = argparse.ArgumentParser(prog="fitlab", description="FIT Trial Design Lab")
-    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p = argparse.ArgumentParser(
+        prog="fitlab", description="FIT Trial Design Lab: simulate, analyse and compare "
+        "designs for trials of Feedback-Informed Treatment.",
+        epilog="`fitlab COMMAND --help` shows each command's options, defaults and examples; "
+        "docs/MODEL.md describes the model and its sources.")
+    p.add_argument("--version", action="store_true",
+                   help="print the version and the git commit, then exit (default: off)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         import_module(f"fitlab.cli.{name}").add_parser(sub)
@@ -56,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.version:
         from fitlab import __version__
+        from fitlab.manifest import git_commit
 
-        print(__version__)
+        print(f"fitlab {__version__} (git commit {git_commit()})")
         return 0
     if args.command is None:
         parser.print_help(sys.stderr)

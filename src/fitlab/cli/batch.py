@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
-from fitlab.cli.common import EXIT_FAILED, at_least, scenario, workers_default
+from fitlab.cli.common import (
+    EXIT_FAILED,
+    SCENARIO_HELP,
+    at_least,
+    command,
+    scenario,
+    workers_default,
+)
+from fitlab.precision import DEFAULT_MAX_REPS
 
 __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
-           "report_batch"]
+           "report_batch", "precision_flags"]
 
 #: Summary columns printed after a batch, where present.
 SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_rate",
@@ -16,36 +25,94 @@ SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_ra
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("run", help="replicates of one scenario")
-    s.add_argument("scenario", help='scenario YAML or "default"')
-    s.add_argument("--reps", type=int, required=True)
-    s.add_argument("--estimators", default=None, help="comma-separated names")
-    s.add_argument("--no-null", action="store_true", help="skip the null scenario (type I error)")
-    s.add_argument("--report", action="store_true", help="also render report 04")
+    s = command(sub, "run", "replicates of one scenario (and its null twin), to a count or "
+                "to a precision",
+                ["run default --reps 200 --estimators diff_means,diff_means_naive",
+                 "run params/fit_cluster.yaml --target-mcse 0.01 --workers 2",
+                 "run default --target-mcse 0.02 --target-on power,coverage --max-reps 4000"],
+                "Results go to OUT/<scenario_id>/; running the same command again resumes "
+                "and adds only the missing fits. Exit status 1 when a task failed or a "
+                "target was not met within --max-reps.")
+    s.add_argument("scenario", help=SCENARIO_HELP)
+    s.add_argument("--reps", type=int, default=None, metavar="N",
+                   help="replicates per estimator; with --target-mcse the size of the first "
+                   "round (default: none, required without --target-mcse; with it a tenth "
+                   "of the worst case 0.25/target^2; e.g. 500)")
+    s.add_argument("--estimators", default=None, metavar="NAMES",
+                   help="comma-separated estimator names (default: the fast one for the "
+                   "outcome and design; e.g. diff_means,reml_trajectory)")
+    s.add_argument("--no-null", action="store_true",
+                   help="skip the null twin, so no type I error (default: run it)")
+    s.add_argument("--report", action="store_true",
+                   help="also render report 04 into the results folder (default: off)")
+    _add_precision_flags(s)
     _add_batch_flags(s, workers=1)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("batch", help="replicates of a grid")
-    s.add_argument("grid", help="grid YAML")
-    s.add_argument("--no-report", action="store_true")
+    s = command(sub, "batch", "replicates of every scenario of a grid, then report 04",
+                ["batch params/grids/fit_default.yaml --workers 2",
+                 "batch params/grids/fit_default.yaml --target-mcse 0.02 --max-reps 2000",
+                 "batch params/grids/fit_default.yaml --dask --no-report"],
+                "Results go to OUT/<grid name>/; running the same command again resumes. "
+                "A grid may set target_mcse, target_on and max_reps itself; the flags "
+                "override them. Exit status 1 when a task or the report failed, or a target "
+                "was not met within max_reps.")
+    s.add_argument("grid", help="grid YAML file (e.g. params/grids/fit_default.yaml)")
+    s.add_argument("--no-report", action="store_true",
+                   help="do not render report 04 (default: render it)")
+    _add_precision_flags(s, grid=True)
     _add_batch_flags(s, workers=workers_default())
     s.set_defaults(func=cmd_batch)
 
-    s = sub.add_parser("report", help="re-render the report of a results folder")
-    s.add_argument("dir")
-    s.add_argument("--fast", action="store_true")
+    s = command(sub, "report", "re-render report 04 of a results folder",
+                ["report outputs/fit_default", "report outputs/fit_default --fast"])
+    s.add_argument("dir", help="a results folder of fitlab batch or fitlab run "
+                   "(e.g. outputs/fit_default)")
+    s.add_argument("--fast", action="store_true",
+                   help="fast report: skip the per-replicate pictures (default: off)")
     s.set_defaults(func=cmd_report)
 
 
+def _add_precision_flags(s, grid: bool = False) -> None:
+    where = "the grid's target_mcse, else off" if grid else "off: run --reps"
+    g = s.add_argument_group("precision", textwrap.fill(
+        "run in rounds until the Monte Carlo SE of each targeted diagnosand is at most the "
+        "target, for every scenario and estimator (fitlab.precision)", 77))
+    g.add_argument("--target-mcse", type=float, default=None, metavar="MCSE",
+                   help=f"the Monte Carlo SE wanted (default: {where}; e.g. 0.01 for "
+                   "power to +-1 point)")
+    g.add_argument("--target-on", default=None, metavar="NAMES",
+                   help="diagnosands the target applies to, of power (with type I error), "
+                   "bias and coverage; name=MCSE gives one its own target (default: "
+                   + ("the grid's target_on, else " if grid else "") + "power; "
+                   "e.g. power,coverage,bias=0.1)")
+    g.add_argument("--max-reps", type=int, default=None, metavar="N",
+                   help="cap on replicates per scenario and estimator (default: "
+                   + ("the grid's max_reps, else " if grid else "")
+                   + f"{DEFAULT_MAX_REPS}; e.g. 4000)")
+
+
 def _add_batch_flags(s, workers: int) -> None:
-    s.add_argument("--workers", type=int, default=workers)
-    s.add_argument("--chunk", type=int, default=None, help="replicates per task")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    g.add_argument("--dask", action="store_true", help="use a Dask LocalCluster")
-    s.add_argument("--out", default="outputs", help="output root (default outputs/)")
-    s.add_argument("--fast", action="store_true", help="fast report")
-    s.add_argument("--no-progress", action="store_true")
+    g = s.add_argument_group("execution")
+    g.add_argument("--workers", type=int, default=workers, metavar="N",
+                   help="worker processes (default: %(default)s"
+                   + (", one per CPU" if workers != 1 else "") + "; e.g. 4)")
+    g.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="replicates per task (default: about four tasks per worker, at most "
+                   "25; e.g. 10)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on this Dask scheduler (default: local processes; "
+                   "e.g. tcp://10.0.0.5:8786)")
+    x.add_argument("--dask", action="store_true",
+                   help="run on a Dask LocalCluster of --workers processes "
+                   "(default: off, local processes)")
+    g.add_argument("--out", default="outputs", metavar="DIR",
+                   help="output root (default: %(default)s; e.g. /scratch/fitlab)")
+    g.add_argument("--fast", action="store_true",
+                   help="fast report: skip the per-replicate pictures (default: off)")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (default: show it)")
 
 
 def batch_options(args) -> dict:
@@ -53,18 +120,29 @@ def batch_options(args) -> dict:
     at_least(args.workers, "--workers")
     at_least(args.chunk, "--chunk")
     return {"workers": args.workers, "chunk": args.chunk, "scheduler": args.scheduler,
-            "dask": args.dask, "progress": not args.no_progress}
+            "dask": args.dask, "progress": not args.no_progress,
+            "log": None if args.no_progress else _log}
+
+
+def _log(line: str) -> None:
+    print(f"[precision] {line}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args) -> int:
     """Replicates of one scenario (and its null twin) into ``--out/<scenario_id>/``."""
-    from fitlab.study import run_scenario
+    from fitlab.errors import UsageError
+    from fitlab.precision import Precision
+    from fitlab.study import FLAG_NAMES, run_scenario
 
     at_least(args.reps, "--reps")
+    prec = Precision.from_settings({}, precision_flags(args), args.reps, names=FLAG_NAMES)
+    if prec is None and args.reps is None:
+        raise UsageError("give --reps N (replicates) or --target-mcse MCSE (a precision)")
     sc = scenario(args.scenario)
     ests = [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     out = run_scenario(sc, args.reps, args.out, estimators=ests, null=not args.no_null,
-                       report=args.report, fast=args.fast, **batch_options(args))
+                       report=args.report, fast=args.fast, precision=prec,
+                       **batch_options(args))
     return report_batch(out)
 
 
@@ -73,8 +151,14 @@ def cmd_batch(args) -> int:
     from fitlab.study import run_grid
 
     out = run_grid(args.grid, args.out, report=not args.no_report, fast=args.fast,
-                   **batch_options(args))
+                   precision=precision_flags(args), **batch_options(args))
     return report_batch(out)
+
+
+def precision_flags(args) -> dict:
+    """The precision flags given (``None`` where not)."""
+    return {"target_mcse": args.target_mcse, "target_on": args.target_on,
+            "max_reps": args.max_reps}
 
 
 def cmd_report(args) -> int:
@@ -94,6 +178,9 @@ def report_batch(out: dict) -> int:
     cols = [c for c in SUMMARY_COLUMNS if c in out["summary"].columns]
     if len(out["summary"]):
         print(out["summary"][cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    run = out.get("precision")
+    if run is not None:
+        print("\n" + run.describe())
     print(f"\n{res.fits_run} fits in {res.seconds:.0f} s; {len(res.skipped)} scenario(s) "
           f"already complete; results in {out['dir']}")
     for e in res.task_errors:
@@ -104,5 +191,6 @@ def report_batch(out: dict) -> int:
         from fitlab.runner import describe
 
         print(describe(rec))
-    bad = res.task_errors or (rec is not None and rec["status"] != "ok")
+    bad = res.task_errors or (rec is not None and rec["status"] != "ok") \
+        or (run is not None and not run.met)
     return EXIT_FAILED if bad else 0

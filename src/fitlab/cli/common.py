@@ -1,4 +1,5 @@
-"""What the command modules share: exit codes, error lines, scenarios, JSON, flag checks."""
+"""What the command modules share: exit codes, error lines, scenarios, JSON, flag checks,
+sub-command parsers with examples."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import os
 import sys
 
 __all__ = ["EXIT_USER", "EXIT_FAILED", "fail", "scenario", "print_json", "at_least",
-           "workers_default"]
+           "workers_default", "command", "SCENARIO_HELP"]
+
+#: Help of every positional scenario argument.
+SCENARIO_HELP = ('scenario YAML file, or "default" for the embedded FIT design A '
+                 "(e.g. params/fit_stepped_wedge.yaml)")
 
 #: Exit status of a user mistake (as argparse uses for a bad flag).
 EXIT_USER = 2
@@ -46,3 +51,27 @@ def at_least(value: int | None, flag: str, minimum: int = 1) -> None:
 def workers_default() -> int:
     """Worker processes when not given: one per CPU."""
     return max(1, os.cpu_count() or 1)
+
+
+def command(sub, name: str, summary: str, examples: list[str], description: str = ""):
+    """A sub-command parser whose ``--help`` ends with worked examples.
+
+    Parameters
+    ----------
+    sub : argparse subparsers action
+    name : str
+    summary : str
+        One line, shown in ``fitlab --help``.
+    examples : list of str
+        Command lines (without the leading ``fitlab``), shown under "examples".
+    description : str
+        More text under the summary in the command's own ``--help``.
+    """
+    import argparse
+    import textwrap
+
+    epilog = "examples:\n" + "\n".join(f"  fitlab {e}" for e in examples)
+    # raw, so the examples keep their lines; the prose is wrapped here instead
+    text = "\n\n".join(textwrap.fill(t, 79) for t in (summary, description) if t)
+    return sub.add_parser(name, help=summary, description=text, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fitlab.cli.common import EXIT_FAILED, at_least, workers_default
+from fitlab.cli.common import EXIT_FAILED, at_least, command, workers_default
 
 __all__ = ["add_parser", "cmd_demo", "DEMO_NOTEBOOKS", "DEMO_GRID"]
 
@@ -14,11 +14,18 @@ DEMO_GRID = "params/grids/fit_default.yaml"
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("demo", help="notebooks 01-03 and the fit_default grid with report 04")
-    s.add_argument("--workers", type=int, default=workers_default())
-    s.add_argument("--out", default="outputs")
-    s.add_argument("--grid", default=None, help=f"grid file (default {DEMO_GRID})")
-    s.add_argument("--no-progress", action="store_true")
+    s = command(sub, "demo", "notebooks 01-03 and the fit_default grid with report 04",
+                ["demo", "demo --workers 2 --out /tmp/fitlab-demo"],
+                "What `make demo` runs; the reports land under OUT/demo/ and OUT/<grid name>/.")
+    s.add_argument("--workers", type=int, default=workers_default(), metavar="N",
+                   help="worker processes for the grid (default: %(default)s, one per CPU; "
+                   "e.g. 2)")
+    s.add_argument("--out", default="outputs", metavar="DIR",
+                   help="output root (default: %(default)s; e.g. /tmp/fitlab-demo)")
+    s.add_argument("--grid", default=None, metavar="FILE",
+                   help=f"grid file (default: {DEMO_GRID}; e.g. my_grid.yaml)")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (default: show it)")
     s.set_defaults(func=cmd_demo)
 
 

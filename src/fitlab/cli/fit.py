@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns"]
 
@@ -22,30 +22,43 @@ DATA_SUFFIXES = (".csv", ".parquet")
 PLAN_FLAGS = {
     "--primary-month": ("primary_month", float, "MONTHS",
                         "months since start of the primary outcome (default: the "
-                        "scenario's, else the last month in the data)"),
-    "--time": ("time_scale", str, "{log,linear}", "model time (default log)"),
+                        "scenario's, else the last month in the data; e.g. 12)"),
+    "--time": ("time_scale", str, "{log,linear}",
+               "model time (default: log; e.g. linear)"),
     "--design": ("design", str, "{individual,cluster,stepped_wedge}",
-                 "the randomization (default individual)"),
-    "--alpha": ("alpha", float, "ALPHA", "significance level (default 0.05)"),
-    "--sides": ("sides", int, "{1,2}", "sides of the test (default 2)"),
+                 "the randomization (default: individual; e.g. stepped_wedge)"),
+    "--alpha": ("alpha", float, "ALPHA", "significance level (default: 0.05; e.g. 0.1)"),
+    "--sides": ("sides", int, "{1,2}", "sides of the test (default: 2; e.g. 1)"),
     "--cluster": ("cluster", str, "{therapist,unit,none}",
-                  "clustering of robust SEs (default: therapist if individual, else unit)"),
-    "--outcome": ("outcome", str, "{ors,binary}", "the outcome's kind (default ors)"),
+                  "clustering of robust SEs (default: therapist if individual, else unit; "
+                  "e.g. unit)"),
+    "--outcome": ("outcome", str, "{ors,binary}",
+                  "the outcome's kind (default: ors; e.g. binary)"),
 }
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("fit", help="fit an estimator to a simulated trial or to real data")
-    s.add_argument("source", help='scenario YAML, "default", or a long-format .csv/.parquet')
-    s.add_argument("--seed", type=int, default=None,
-                   help="simulated trial: its seed (default: the scenario's)")
-    s.add_argument("--estimator", default=None,
-                   help="estimator name (default: the fast one for the outcome and design)")
-    s.add_argument("--columns", default=None,
-                   help="real data: standard=yours pairs, e.g. outcome=ors,client=id")
-    s.add_argument("--scenario", default=None,
-                   help="real data: scenario whose analysis plan to assume")
-    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s = command(sub, "fit", "fit an estimator to a simulated trial or to real data",
+                ["fit default --seed 1 --estimator diff_means",
+                 "fit params/fit_individual.yaml --seed 3 --estimator reml_trajectory --json",
+                 "fit mydata.csv --columns outcome=ors,client=id --primary-month 12 --json"],
+                "Real data must be in the long format of docs/ARCHITECTURE.md (one row per "
+                "client and occasion); --columns maps your column names onto it.")
+    s.add_argument("source", help='scenario YAML, "default", or a long-format .csv/.parquet '
+                   "file (e.g. mydata.csv)")
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="simulated trial: its seed (default: the scenario's seed field; e.g. 3)")
+    s.add_argument("--estimator", default=None, metavar="NAME",
+                   help="estimator name (default: the fast one for the outcome and design; "
+                   "e.g. reml_trajectory)")
+    s.add_argument("--columns", default=None, metavar="PAIRS",
+                   help="real data: standard=yours column pairs (default: the standard "
+                   "names; e.g. outcome=ors,client=id)")
+    s.add_argument("--scenario", default=None, metavar="SCENARIO",
+                   help="real data: scenario whose analysis plan to assume (default: none, "
+                   "the plan flags alone; e.g. params/fit_individual.yaml)")
+    s.add_argument("--json", action="store_true",
+                   help="print the whole estimate as one JSON object (default: one line)")
     g = s.add_argument_group("analysis plan", "override the scenario's plan (real data "
                              "without --scenario: the plan is these flags alone)")
     for flag, (dest, type_, metavar, help_) in PLAN_FLAGS.items():

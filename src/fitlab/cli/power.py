@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import SCENARIO_HELP, command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_power"]
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("power", help="analytic power of a scenario")
-    s.add_argument("scenario", help='scenario YAML or "default"')
-    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s = command(sub, "power", "analytic power of a scenario",
+                ["power default", "power params/fit_stepped_wedge.yaml",
+                 "power params/ips_2to1.yaml --json"],
+                "The textbook formulas (Eldridge 2006, Hussey & Hughes 2007, Hooper et al. "
+                "2016; docs/MODEL.md) applied to the scenario's primary ITT comparison.")
+    s.add_argument("scenario", help=SCENARIO_HELP)
+    s.add_argument("--json", action="store_true",
+                   help="print every quantity as one JSON object (default: a short summary)")
     s.set_defaults(func=cmd_power)
 
 
 def cmd_power(args) -> int:
-    """Print the analytic power, as a table or one JSON object."""
+    """Print the analytic power, as a short summary or one JSON object."""
+    from fitlab.cli.summary import power_summary
     from simulate.power import power
 
-    res = power(scenario(args.scenario))
+    sc = scenario(args.scenario)
+    res = power(sc)
     if args.json:
         print_json(res)
     else:
-        for k, v in res.items():
-            print(f"{k:>24}: {v}")
+        print(power_summary(res, sc))
     return 0

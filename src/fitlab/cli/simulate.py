@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import SCENARIO_HELP, command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_simulate"]
 
@@ -14,10 +14,17 @@ WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False),
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("simulate", help="simulate one trial to a csv or parquet file")
-    s.add_argument("scenario", help='scenario YAML or "default"')
-    s.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
-    s.add_argument("--out", required=True, help="output file, .csv or .parquet")
+    s = command(sub, "simulate", "simulate one trial to a csv or parquet file",
+                ["simulate default --seed 1 --out trial.csv",
+                 "simulate params/fit_stepped_wedge.yaml --out trial.parquet"],
+                "One row per client and occasion (the long format of docs/ARCHITECTURE.md); "
+                "prints what was written, with the trial's true estimands, as JSON.")
+    s.add_argument("scenario", help=SCENARIO_HELP)
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the trial (default: the scenario's seed field; e.g. 7)")
+    s.add_argument("--out", required=True, metavar="FILE",
+                   help="output file ending in .csv or .parquet (default: none, required; "
+                   "e.g. trial.parquet)")
     s.set_defaults(func=cmd_simulate)
 
 
