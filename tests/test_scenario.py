@@ -34,7 +34,7 @@ def test_ips_file_matches_the_seed_document():
 BAD = [
     ({"size": {"units": -1}}, "size.units", "greater than or equal to 1"),
     ({"size": {"unitz": 3}}, "size.unitz", "allowed keys here: caseload_cap"),
-    ({"sise": {}}, "sise", "allowed keys here: analysis"),
+    ({"sise": {}}, "sise", "allowed keys here: allocation, analysis"),
     ({"size": {"units": "many"}}, "size.units", "valid integer"),
     ({"missingness": {"attrition_rate": 1.5}}, "missingness.attrition_rate", "less than 1"),
     ({"compliance": {"uptake": -0.1}}, "compliance.uptake", "greater than or equal to 0"),

@@ -11,6 +11,7 @@ import pandas as pd
 from simulate.compliance import fidelity_ramp
 
 __all__ = [
+    "permuted_blocks",
     "allocate_clients",
     "allocate_units",
     "assign_steps",
@@ -23,20 +24,54 @@ __all__ = [
 ]
 
 
+def permuted_blocks(block_sizes, share: float, rng) -> np.ndarray:
+    """Consecutive permuted blocks: the one rule of blocked randomization.
+
+    A block of size b holds exactly ``round(b * share)`` treated (1) and the rest
+    untreated (0), in a uniformly random order; blocks are independent. One row of
+    uniform keys per block, as wide as the largest block, is drawn and sorted, so blocks
+    that all have the same size use the generator exactly as a fixed-size scheme would.
+
+    Parameters
+    ----------
+    block_sizes : sequence of int
+        Size of each block, in order.
+    share : float
+        Share treated, e.g. 2/3 for a 2:1 allocation.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    numpy.ndarray of int8
+        ``sum(block_sizes)`` allocations, block after block.
+
+    Examples
+    --------
+    >>> arm = permuted_blocks([3, 6, 3], 2 / 3, np.random.default_rng(1))
+    >>> [int(arm[a:b].sum()) for a, b in ((0, 3), (3, 9), (9, 12))]
+    [2, 4, 2]
+    """
+    sizes = np.asarray(block_sizes, dtype=int)
+    width = int(sizes.max())
+    keys = rng.random((len(sizes), width))
+    used = np.arange(width)[None, :] < sizes[:, None]
+    keys[~used] = np.inf  # slots beyond a block's size sort last and are dropped
+    order = np.argsort(keys, axis=1)
+    treated = np.rint(sizes * share).astype(int)
+    # slot j of the template "treated first" is treated when j < treated count
+    return (order < treated[:, None])[used].astype(np.int8)
+
+
 def _blocked(n_per_group: np.ndarray, share: float, block_size: int, rng) -> np.ndarray:
     """Permuted-block allocation, blocks restarting within each group.
 
-    ``n_per_group[g]`` items of group g get consecutive blocks of ``block_size`` in which
-    exactly ``block_size * share`` are treated; the last block of a group is cut short.
+    ``n_per_group[g]`` items of group g get consecutive blocks of ``block_size``
+    (:func:`permuted_blocks`); the last block of a group is cut short.
     """
     n_per_group = np.asarray(n_per_group, dtype=int)
-    k = int(round(block_size * share))
-    template = np.zeros(block_size, dtype=np.int8)
-    template[:k] = 1
     n_blocks = -(-n_per_group // block_size)  # ceil
     total = int(n_blocks.sum())
-    order = np.argsort(rng.random((total, block_size)), axis=1)
-    flat = template[order].ravel()
+    flat = permuted_blocks(np.full(total, block_size), share, rng)
     # position of item j of group g inside the flat block sequence
     block_start = np.concatenate([[0], np.cumsum(n_blocks)[:-1]]) * block_size
     group = np.repeat(np.arange(len(n_per_group)), n_per_group)

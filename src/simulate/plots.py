@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "plot_schedule",
+    "draw_schedule",
     "plot_allocation",
     "plot_cluster_sizes",
     "plot_trajectories",
@@ -35,7 +36,6 @@ def plot_schedule(trial):
     design). Cluster and individual designs: the share of each unit's clients
     allocated to FIT in each calendar period.
     """
-    plt = _plt()
     if trial.schedule is not None:
         mat = trial.schedule.sort_values(list(trial.schedule.columns), ascending=False)
         title = "Stepped-wedge schedule (1 = FIT)"
@@ -45,10 +45,32 @@ def plot_schedule(trial):
         mat = c.pivot_table(index="unit", columns="step_period", values="exposure", aggfunc="mean")
         title = "Share of clients allocated to FIT, by unit and start period"
         xlabel = "calendar period of start"
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * mat.shape[1], 0.9 + 0.28 * mat.shape[0]))
+    return draw_schedule(mat, title, xlabel, [f"unit {u}" for u in mat.index])
+
+
+def draw_schedule(mat: pd.DataFrame, title: str, xlabel: str, labels=None):
+    """Draw a units x periods matrix of exposure (0-1; NaN hatched as not recruiting).
+
+    Parameters
+    ----------
+    mat : pandas.DataFrame
+        One row per unit, one column per period.
+    title, xlabel : str
+    labels : list of str, optional
+        Row labels; default the index.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    labels = [str(u) for u in mat.index] if labels is None else labels
+    wide = max((len(x) for x in labels), default=0)  # room for long unit names
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * mat.shape[1] + 0.06 * max(0, wide - 7),
+                                    0.9 + 0.28 * mat.shape[0]))
     im = ax.imshow(mat.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(mat.shape[1]), mat.columns)
-    ax.set_yticks(range(mat.shape[0]), [f"unit {u}" for u in mat.index])
+    ax.set_yticks(range(mat.shape[0]), labels)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     missing = np.isnan(mat.to_numpy(dtype=float))

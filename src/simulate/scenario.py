@@ -30,15 +30,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from simulate.allocation import AllocationField
 from simulate.conventions import therapist_split
+from simulate.economics import Economics
 from simulate.errors import ProblemsError
+from simulate.section import Section as _Section
 
 __all__ = [
     "Scenario",
@@ -56,11 +58,6 @@ __all__ = [
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 OpenRate = Annotated[float, Field(gt=0.0, lt=1.0)]
-
-
-class _Section(BaseModel):
-    # extra="forbid" is what turns a misspelt key into an error instead of a silent default
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Design(_Section):
@@ -434,6 +431,8 @@ class Scenario(_Section):
     missingness: Missingness = Field(default_factory=Missingness)
     compliance: Compliance = Field(default_factory=Compliance)
     analysis: Analysis = Field(default_factory=Analysis)
+    allocation: AllocationField = Field(default_factory=dict)  # in simulate/allocation.py
+    economics: Economics = Field(default_factory=Economics)  # in simulate/economics.py
 
     @model_validator(mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""``fitlab demo``: notebooks 01-03 and the ``fit_default`` grid with report 04."""
+"""``fitlab demo``: notebooks 01-03, the allocation examples, notebook 06 and the
+``fit_default`` grid with report 04."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ __all__ = ["add_parser", "cmd_demo", "DEMO_NOTEBOOKS", "DEMO_GRID"]
 
 DEMO_NOTEBOOKS = ("01_simulate_design.ipynb", "02_fit_hierarchical.ipynb", "03_cace.ipynb")
 DEMO_GRID = "params/grids/fit_default.yaml"
+#: Allocation-list examples (scenario in params/, folder under the demo folder) and the
+#: economics notebook with its scenario; the example seed is public, a real one is secret.
+DEMO_ALLOCATIONS = (("ips_2to1.yaml", "allocation_ips"),
+                    ("fit_stepped_wedge.yaml", "allocation_stepped_wedge"))
+DEMO_ALLOCATION_SEED = 20261123
+DEMO_ECONOMICS = ("06_economics.ipynb", "ips_2to1.yaml")
 
 
 def add_parser(sub) -> None:
-    s = command(sub, "demo", "notebooks 01-03 and the fit_default grid with report 04",
+    s = command(sub, "demo", "notebooks 01-03, allocation examples, notebook 06, the "
+                "fit_default grid with report 04",
                 ["demo", "demo --workers 2 --out /tmp/fitlab-demo"],
                 "What `make demo` runs; the reports land under OUT/demo/ and OUT/<grid name>/.")
     s.add_argument("--workers", type=int, default=workers_default(), metavar="N",
@@ -50,6 +58,7 @@ def cmd_demo(args) -> int:
     print(f"[demo] notebooks 01-03 -> {demo_dir}", flush=True)
     recs = run_notebooks([(notebooks_dir() / nb, params) for nb in DEMO_NOTEBOOKS], demo_dir,
                          log=lambda line: print("  " + line, flush=True))
+    recs += _allocations_and_economics(repo, demo_dir)
     print(f"[demo] grid {grid} ({time.perf_counter() - t0:.0f} s so far)", flush=True)
     out = run_grid(grid, args.out, workers=args.workers, progress=not args.no_progress,
                    fast=True)
@@ -60,3 +69,28 @@ def cmd_demo(args) -> int:
     print(f"[demo] reports: {demo_dir}/ and {out['dir']}/04_compare_designs.html")
     failed = [r for r in recs if r["status"] != "ok"]
     return EXIT_FAILED if failed or status else 0
+
+
+def _allocations_and_economics(repo: Path, demo_dir: Path) -> list[dict]:
+    """The allocation examples (written, then verified) and notebook 06, as run records."""
+    from fitlab.allocate import verify_allocation, write_allocation
+    from fitlab.runner import run_notebooks
+    from fitlab.study import notebooks_dir
+    from simulate import load_scenario
+
+    recs = []
+    for params, folder in DEMO_ALLOCATIONS:
+        out = demo_dir / folder
+        man = write_allocation(load_scenario(repo / "params" / params), DEMO_ALLOCATION_SEED,
+                               out, source=f"params/{params}", overwrite=True)
+        problems = verify_allocation(out)
+        recs.append({"notebook": str(out), "status": "failed" if problems else "ok",
+                     "seconds": 0.0, "output": str(out), "html": None,
+                     "ename": "allocation list differs", "evalue": "; ".join(problems)})
+        print(f"[demo] allocation list {params} -> {out} ({man['entries']} entries, "
+              f"{'DIFFERENT' if problems else 'verified'})", flush=True)
+    notebook, params = DEMO_ECONOMICS
+    return recs + run_notebooks(
+        [(notebooks_dir() / notebook, {"scenario": str(repo / "params" / params),
+                                       "output_dir": str((demo_dir / "economics").resolve())})],
+        demo_dir, log=lambda line: print("  " + line, flush=True))
