@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from fitlab.cli.common import EXIT_FAILED, scenario
+from fitlab.cli.common import EXIT_FAILED, command, scenario
 
 __all__ = ["add_parser", "cmd_allocate"]
 
@@ -17,19 +17,27 @@ GUESSABLE = 2**32
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser(
-        "allocate", help="write (or --verify) the allocation list of a real trial",
-        description="Write the allocation list of SCENARIO, reproducibly from a seed, to "
-                    "--out DIR; or check DIR with --verify. Takes no personal data.")
-    s.add_argument("scenario", nargs="?", help='scenario YAML or "default"')
-    s.add_argument("--seed", type=int, default=None,
-                   help="seed (0 to 2**128-1); omit it to draw a secret 64-bit seed, which "
-                        "is stored in DIR/manifest.json")
-    s.add_argument("--out", help="folder to write (refused if it already holds a list)")
+    s = command(sub, "allocate", "write (or --verify) the allocation list of a real trial",
+                ["allocate params/ips_2to1.yaml --out allocation/ips",
+                 "allocate params/fit_stepped_wedge.yaml --out allocation/sw --seed 123456789",
+                 "allocate --verify allocation/ips"],
+                "Write the allocation list of SCENARIO, reproducibly from a seed, to --out "
+                "DIR; or check DIR with --verify. Takes no personal data.")
+    s.add_argument("scenario", nargs="?",
+                   help='scenario YAML or "default" (default: none, required unless '
+                   "--verify; e.g. params/ips_2to1.yaml)")
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed, 0 to 2**128-1 (default: a secret 64-bit seed drawn and stored "
+                   "in DIR/manifest.json; e.g. 18446744073709551557)")
+    s.add_argument("--out", metavar="DIR",
+                   help="folder to write, refused if it already holds a list (default: none, "
+                   "required unless --verify; e.g. allocation/ips)")
     s.add_argument("--overwrite", action="store_true",
-                   help="replace a list already in --out (never for a real trial's list)")
+                   help="replace a list already in --out, never for a real trial's list "
+                   "(default: refuse)")
     s.add_argument("--verify", metavar="DIR",
-                   help="recompute the list in DIR from its manifest and report differences")
+                   help="recompute the list in DIR from its manifest and report differences "
+                   "(default: off; e.g. allocation/ips)")
     s.set_defaults(func=cmd_allocate)
 
 

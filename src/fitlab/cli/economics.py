@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_economics"]
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser(
-        "economics", help="value the employment effect: net benefit, acceptability, EVPI",
-        description="Value the employment effect by the scenario's economics section: from "
-                    "posterior draws in --draws, or by fitting bayes_binary to a trial "
-                    "simulated from SCENARIO.")
-    s.add_argument("scenario", help='scenario YAML (binary employment outcome unless --draws)')
+    s = command(sub, "economics", "value the employment effect: net benefit, acceptability, "
+                "EVPI",
+                ["economics params/ips_2to1.yaml --wtp 10000",
+                 "economics params/ips_2to1.yaml --draws posterior_rd.csv --json"],
+                "Value the employment effect by the scenario's economics section: from "
+                "posterior draws in --draws, or by fitting bayes_binary to a trial simulated "
+                "from SCENARIO.")
+    s.add_argument("scenario", help="scenario YAML, a binary employment outcome unless "
+                   "--draws (e.g. params/ips_2to1.yaml)")
     s.add_argument("--draws", metavar="FILE",
-                   help="posterior draws of the risk difference (.npy, or CSV with a column "
-                        "risk_difference)")
-    s.add_argument("--seed", type=int, default=1, help="seed of the simulated trial")
-    s.add_argument("--fast", action="store_true", help="a short posterior run (a quick look)")
-    s.add_argument("--wtp", type=float, default=None,
+                   help="posterior draws of the risk difference, .npy or CSV with a column "
+                   "risk_difference (default: fit a simulated trial; e.g. draws.csv)")
+    s.add_argument("--seed", type=int, default=1, metavar="N",
+                   help="seed of the simulated trial (default: %(default)s; e.g. 7)")
+    s.add_argument("--fast", action="store_true",
+                   help="a short posterior run for a quick look (default: full run)")
+    s.add_argument("--wtp", type=float, default=None, metavar="SEK",
                    help="also report P(cost-effective) at this willingness to pay for one "
-                        "extra month employed")
-    s.add_argument("--out", metavar="DIR", help="also write summary.json and curve.csv here")
-    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+                   "extra month employed (default: off; e.g. 10000)")
+    s.add_argument("--out", metavar="DIR",
+                   help="also write summary.json and curve.csv here (default: print only; "
+                   "e.g. outputs/economics)")
+    s.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout (default: a readable summary)")
     s.set_defaults(func=cmd_economics)
 
 
