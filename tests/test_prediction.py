@@ -164,9 +164,9 @@ def test_cli_predict_refuses_an_unknown_target(tmp_path, capsys):
                     reason="notebook 05 compiles its own model (~40 s); FITLAB_FULL=1 runs it "
                            "(make demo runs it too)")
 def test_notebook_05_runs(tmp_path):
-    from fitlab.runner import run_notebook
-
     from pathlib import Path
+
+    from fitlab.runner import run_notebook
 
     nb = Path(__file__).resolve().parents[1] / "notebooks" / "05_prediction.ipynb"
     rec = run_notebook(nb, tmp_path,
