@@ -173,3 +173,52 @@ def test_notebook_05_runs(tmp_path):
                        {"fast": True, "output_dir": str(tmp_path)})
     assert rec["status"] == "ok", rec
     assert (tmp_path / "prediction.json").is_file()
+
+
+def test_predictors_without_srs_are_left_out_and_padded():
+    from models.prediction_model import BayesPrediction
+
+    est = BayesPrediction(Scenario())
+    df = est.prepare(simulate_trial(Scenario(), 2).data.drop(columns="srs"))
+    rows = est.clients(df, 12.0)
+    X, names, center, scale = est._design(rows)
+    assert names == ["ors0", "early_change", "exposure", "early_missing"]
+    assert X.shape == (len(rows), 6) and not X[:, 4:].any()  # padded: one compiled model
+    assert np.allclose(X[:, 0].mean(), 0) and np.allclose(X[:, 0].std(), 1)
+
+
+def test_predict_draws_integrates_an_unknown_therapist_out():
+    """A held-out client of a known therapist gets that therapist's effect; one of a
+    therapist the fit never saw gets E[expit(eta + sigma Z)] (Gauss-Hermite)."""
+    import arviz as az
+
+    from models.bayes.base import Posterior
+    from models.prediction_model import BayesPrediction
+
+    est = BayesPrediction(Scenario())
+    df = est.prepare(simulate_trial(Scenario(), 2).data)
+    rows = est.clients(df, 12.0)
+    n_unit, n_ther = rows["unit"].nunique(), rows["therapist"].nunique()
+    draws = {"alpha": np.ones((1, 4)), "beta": np.zeros((1, 4, 6)),
+             "sigma_unit": np.full((1, 4), 0.5), "z_unit": np.zeros((1, 4, n_unit)),
+             "sigma_therapist": np.full((1, 4), 1.5),
+             "z_therapist": np.full((1, 4, n_ther), 0.4)}
+    fit = Posterior(None, az.from_dict(posterior=draws), None, df)
+    new = rows.head(2).assign(therapist=[rows["therapist"].iloc[0], 10_000])
+    p = est.predict_draws(fit, new)
+    assert p[:, 0] == pytest.approx(expit(1 + 1.5 * 0.4))  # its own therapist's effect
+    z = np.random.default_rng(0).standard_normal(400_000)
+    # Monte Carlo error of the mean of expit over 400,000 normals: < 0.001
+    assert p[:, 1] == pytest.approx(expit(1 + 1.5 * z).mean(), abs=0.002)
+
+
+def test_cli_predict_needs_a_dropout_column_for_dropout(tmp_path, capsys):
+    from fitlab.cli import main
+
+    data = simulate_trial(Scenario(), 4).data.drop(columns="dropout")
+    path = tmp_path / "trial.csv"
+    data.to_csv(path, index=False)
+    code = main(["predict", str(path), "--targets", "dropout", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "needs a 'dropout' column" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -119,7 +119,8 @@ class BayesPrediction(BayesEstimator):
 
         A predictor that does not vary among the fitted clients carries no information
         and is left out: an SRS that was never recorded, or a missing early score among
-        clients seen at the primary month (attrition is monotone).
+        clients seen at the primary month (attrition is monotone). ``names`` lists the
+        columns in use; the matrix is padded with zero columns after them.
         """
         cont, binary = PREDICTOR_SETS[self.options["predictors"]]
         if meta is None:
@@ -140,6 +141,10 @@ class BayesPrediction(BayesEstimator):
         z = (rows[list(cont)].to_numpy(dtype=float) - center) / scale
         z = np.where(np.isnan(z), 0.0, z)  # a missing early score sits at the mean
         X = np.column_stack([z, rows[list(binary)].to_numpy(dtype=float)])
+        # pad to the whole predictor set with zero columns (their coefficients keep their
+        # prior and touch nothing), so that every target and fold compiles the same model
+        width = sum(map(len, PREDICTOR_SETS[self.options["predictors"]]))
+        X = np.column_stack([X, np.zeros((X.shape[0], width - X.shape[1]))])
         return X, list(cont) + list(binary), center, scale
 
     def _arrays(self, df, primary_month):

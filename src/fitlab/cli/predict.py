@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     g.add_argument("--reliability", type=float, default=None, help="the instrument's")
     g.add_argument("--cutoff", type=float, default=None, help="clinical cutoff")
     g = s.add_argument_group("sampler")
-    g.add_argument("--draws", type=int, default=500)
+    g.add_argument("--draws", type=int, default=1000)
     g.add_argument("--tune", type=int, default=500)
     g.add_argument("--chains", type=int, default=4)
     s.add_argument("--out", default=None, help="folder for prediction.json and "
