@@ -17,7 +17,8 @@ import numpy as np
 
 from simulate.conventions import expit
 
-__all__ = ["missingness_score", "calibrate_intercept", "draw_dropout", "draw_attrition"]
+__all__ = ["missingness_score", "calibrate_intercept", "dropout_probability", "draw_dropout",
+           "draw_attrition"]
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -56,16 +57,20 @@ def calibrate_intercept(offset: np.ndarray, target: float, iters: int = 50) -> f
     return float(a)
 
 
-def draw_dropout(z, uptake, missingness, rng) -> np.ndarray:
-    """Treatment dropout (client-level 0/1).
+def dropout_probability(z, uptake, missingness) -> np.ndarray:
+    """Each client's probability of treatment dropout (the data-generating one).
 
     Calibrated to ``dropout_rate`` as if no one took up FIT; clients who take up FIT have
     their odds of dropout divided by ``dropout_odds_ratio`` (de Jong 2021: OR 1.19).
     """
     lin = missingness.strength * z
     a = calibrate_intercept(lin, missingness.dropout_rate)
-    lin = a + lin - np.log(missingness.dropout_odds_ratio) * uptake
-    return (rng.random(z.size) < expit(lin)).astype(np.int8)
+    return expit(a + lin - np.log(missingness.dropout_odds_ratio) * uptake)
+
+
+def draw_dropout(z, uptake, missingness, rng) -> np.ndarray:
+    """Treatment dropout (client-level 0/1), drawn from :func:`dropout_probability`."""
+    return (rng.random(z.size) < dropout_probability(z, uptake, missingness)).astype(np.int8)
 
 
 def draw_attrition(z, dropout, exposure, missingness, rng) -> np.ndarray:

@@ -41,7 +41,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules of ``fitlab.cli`` that add sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo", "allocate", "economics",
-                   "doctor", "completion")
+                   "predict", "doctor", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""``fitlab demo``: notebooks 01-03, the allocation examples, notebook 06 and the
-``fit_default`` grid with report 04."""
+"""``fitlab demo``: notebooks 01-03, the workshop (00, static), the prediction report
+(05), the allocation examples, notebook 06 and the ``fit_default`` grid with report 04."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from pathlib import Path
 
 from fitlab.cli.common import EXIT_FAILED, at_least, command, workers_default
 
-__all__ = ["add_parser", "cmd_demo", "DEMO_NOTEBOOKS", "DEMO_GRID"]
+__all__ = ["add_parser", "cmd_demo", "DEMO_NOTEBOOKS", "DEMO_EXTRA", "DEMO_GRID"]
 
 DEMO_NOTEBOOKS = ("01_simulate_design.ipynb", "02_fit_hierarchical.ipynb", "03_cace.ipynb")
+#: Notebooks run after those, each with its own extra parameters: the workshop without its
+#: widgets (a static page), and the prediction study (about 1-2 minutes).
+DEMO_EXTRA = (("00_workshop.ipynb", {"interactive": False}), ("05_prediction.ipynb", {}))
 DEMO_GRID = "params/grids/fit_default.yaml"
 #: Allocation-list examples (scenario in params/, folder under the demo folder) and the
 #: economics notebook with its scenario; the example seed is public, a real one is secret.
@@ -21,8 +24,8 @@ DEMO_ECONOMICS = ("06_economics.ipynb", "ips_2to1.yaml")
 
 
 def add_parser(sub) -> None:
-    s = command(sub, "demo", "notebooks 01-03, allocation examples, notebook 06, the "
-                "fit_default grid with report 04",
+    s = command(sub, "demo", "notebooks 01-03, 00 and 05, allocation examples, notebook 06, "
+                "the fit_default grid with report 04",
                 ["demo", "demo --workers 2 --out /tmp/fitlab-demo"],
                 "What `make demo` runs; the reports land under OUT/demo/ and OUT/<grid name>/.")
     s.add_argument("--workers", type=int, default=workers_default(), metavar="N",
@@ -55,9 +58,10 @@ def cmd_demo(args) -> int:
               "output_dir": str(demo_dir.resolve()),
               # full-size posterior runs: these reports are what researchers read
               "fast": False}
-    print(f"[demo] notebooks 01-03 -> {demo_dir}", flush=True)
-    recs = run_notebooks([(notebooks_dir() / nb, params) for nb in DEMO_NOTEBOOKS], demo_dir,
-                         log=lambda line: print("  " + line, flush=True))
+    print(f"[demo] notebooks 01-03, 00, 05 -> {demo_dir}", flush=True)
+    runs = [(notebooks_dir() / nb, params) for nb in DEMO_NOTEBOOKS]
+    runs += [(notebooks_dir() / nb, {**params, **extra}) for nb, extra in DEMO_EXTRA]
+    recs = run_notebooks(runs, demo_dir, log=lambda line: print("  " + line, flush=True))
     recs += _allocations_and_economics(repo, demo_dir)
     print(f"[demo] grid {grid} ({time.perf_counter() - t0:.0f} s so far)", flush=True)
     out = run_grid(grid, args.out, workers=args.workers, progress=not args.no_progress,
