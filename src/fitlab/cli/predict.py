@@ -15,37 +15,61 @@ __all__ = ["add_parser", "cmd_predict"]
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("predict", help="predictive value of baseline and early ORS/SRS for "
-                       "dropout and reliable/clinically significant change")
-    s.add_argument("source", help='scenario YAML, "default", or a long-format .csv/.parquet')
-    s.add_argument("--seed", type=int, default=None,
-                   help="simulated trial: its seed (default: the scenario's)")
-    s.add_argument("--columns", default=None,
-                   help="real data: standard=yours pairs, e.g. outcome=ors,client=id")
-    s.add_argument("--scenario", default=None,
-                   help="real data: scenario whose plan and ORS instrument to assume")
+    from fitlab.cli.common import command
+
+    s = command(sub, "predict", "predictive value of baseline and early ORS/SRS for dropout "
+                "and reliable/clinically significant change",
+                ["predict default --seed 1 --folds 5 --out outputs/predict",
+                 "predict data.csv --columns outcome=ors,client=id --cutoff 25 --json"],
+                "On a simulated trial (with the simulator's truth marked) or on real "
+                "long-format data: discrimination (AUC), calibration and the not-on-track "
+                "signal's sensitivity and specificity.")
+    s.add_argument("source", help='scenario YAML, "default", or a long-format .csv/.parquet '
+                   "(e.g. params/fit_individual.yaml)")
+    s.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="simulated trial: its seed (default: the scenario's; e.g. 1)")
+    s.add_argument("--columns", default=None, metavar="PAIRS",
+                   help="real data: standard=yours pairs (default: the standard names; "
+                   "e.g. outcome=ors,client=id)")
+    s.add_argument("--scenario", default=None, metavar="FILE",
+                   help="real data: scenario whose plan and ORS instrument to assume "
+                   "(default: none; e.g. params/fit_individual.yaml)")
     s.add_argument("--primary-month", type=float, default=None, metavar="MONTHS",
-                   help="months since start of the primary outcome")
+                   help="months since start of the primary outcome (default: the last "
+                   "observed; e.g. 12)")
     s.add_argument("--targets", default="dropout,reliable_improvement,clinically_significant",
-                   help="comma-separated targets (default: all three)")
+                   metavar="NAMES",
+                   help="comma-separated targets (default: all three; e.g. dropout)")
     s.add_argument("--predictors", choices=("baseline", "early"), default="early",
-                   help="intake scores only, or intake and early scores (default)")
+                   help="intake scores only, or intake and early scores (default: "
+                   "%(default)s; e.g. baseline)")
     s.add_argument("--early-month", type=float, default=None, metavar="MONTHS",
-                   help="last follow-up month of the early scores (default: the first)")
-    s.add_argument("--folds", type=int, default=5, help="cross-validation folds (1: none)")
-    s.add_argument("--fold-seed", type=int, default=0, help="seed of the folds and bootstrap")
+                   help="last follow-up month of the early scores (default: the first; "
+                   "e.g. 3)")
+    s.add_argument("--folds", type=int, default=5, metavar="K",
+                   help="cross-validation folds, 1 for none (default: %(default)s; e.g. 10)")
+    s.add_argument("--fold-seed", type=int, default=0, metavar="N",
+                   help="seed of the folds and bootstrap (default: %(default)s; e.g. 2)")
     g = s.add_argument_group("reliable change", "default: the scenario's ORS instrument, "
                              "else sd 7.5, reliability 0.87, cutoff 25")
-    g.add_argument("--sd", type=float, default=None, help="SD of intake scores")
-    g.add_argument("--reliability", type=float, default=None, help="the instrument's")
-    g.add_argument("--cutoff", type=float, default=None, help="clinical cutoff")
+    g.add_argument("--sd", type=float, default=None,
+                   help="SD of intake scores (default: the instrument's; e.g. 7.5)")
+    g.add_argument("--reliability", type=float, default=None,
+                   help="the instrument's reliability (default: the instrument's; e.g. 0.87)")
+    g.add_argument("--cutoff", type=float, default=None,
+                   help="clinical cutoff (default: the instrument's; e.g. 25)")
     g = s.add_argument_group("sampler")
-    g.add_argument("--draws", type=int, default=1000)
-    g.add_argument("--tune", type=int, default=500)
-    g.add_argument("--chains", type=int, default=4)
-    s.add_argument("--out", default=None, help="folder for prediction.json and "
-                   "prediction_clients.csv (default: write nothing)")
-    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    g.add_argument("--draws", type=int, default=1000, metavar="N",
+                   help="posterior draws per chain (default: %(default)s; e.g. 500)")
+    g.add_argument("--tune", type=int, default=500, metavar="N",
+                   help="tuning steps per chain (default: %(default)s; e.g. 300)")
+    g.add_argument("--chains", type=int, default=4, metavar="N",
+                   help="chains (default: %(default)s; e.g. 2)")
+    s.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for prediction.json and prediction_clients.csv (default: "
+                   "write nothing; e.g. outputs/predict)")
+    s.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout (default: a readable table)")
     s.set_defaults(func=cmd_predict)
 
 
