@@ -45,8 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from simulate.errors import MissingFileError, ProblemsError
 
 __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job", "resolve_scenario"]
@@ -123,13 +121,12 @@ def load_grid(path: str | Path) -> tuple[dict, list[Job]]:
     ------
     MissingFileError, GridError
     """
+    from simulate.safe_yaml import read_yaml
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise MissingFileError(f"grid file not found: {p}")
-    try:
-        spec = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise GridError(str(p), [f"not valid YAML: {exc}"]) from None
+    spec = read_yaml(p, "grid", GridError)  # the same safe reading as a scenario's
     if not isinstance(spec, dict):
         raise GridError(str(p), ["(top level): expected a mapping"])
     spec.setdefault("name", p.stem)

@@ -27,6 +27,7 @@ import pandas as pd
 from fitlab import manifest as mf
 from fitlab.batch import run_jobs, summary_table
 from fitlab.grid import Job, load_grid, scenario_job
+from fitlab.lock import folder_lock
 from fitlab.runner import run_notebooks
 from fitlab.store import atomic_write, clean_temporary
 from simulate.errors import MissingFileError
@@ -68,12 +69,12 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
     """
     spec, jobs = load_grid(path)  # raises before anything is written
     root = Path(out_root) / spec["name"]
-    root.mkdir(parents=True, exist_ok=True)
-    clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
-    mf.write_json(root / "grid.json", spec)
-    res = run_jobs(jobs, root, grid=spec, **batch)
-    summary = _write_summary(jobs, root)
-    rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
+    with folder_lock(root):  # one run per grid folder (and per scenario folder below)
+        clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
+        mf.write_json(root / "grid.json", spec)
+        res = run_jobs(jobs, root, grid=spec, **batch)
+        summary = _write_summary(jobs, root)
+        rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
     return {"dir": root, "batch": res, "summary": summary, "report": rec}
 
 
@@ -82,10 +83,11 @@ def run_scenario(scenario, reps: int, out_root: str | Path = "outputs", *,
                  report: bool = False, fast: bool = False, **batch) -> dict:
     """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``."""
     job = scenario_job(scenario, reps, estimators, null=null)
-    res = run_jobs([job], out_root, **batch)
     folder = Path(out_root) / job.scenario_id
-    summary = _write_summary([job], folder)
-    rec = render_report(folder, fast=fast)[0] if report else None
+    with folder_lock(folder):
+        res = run_jobs([job], out_root, **batch)
+        summary = _write_summary([job], folder)
+        rec = render_report(folder, fast=fast)[0] if report else None
     return {"dir": folder, "batch": res, "summary": summary, "report": rec}
 
 
@@ -121,10 +123,11 @@ def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[d
     jobs = jobs_from_dir(folder)
     if not jobs:
         raise MissingFileError(f"no scenario results (*/manifest.json) under {folder}")
-    _write_summary(jobs, folder)
-    nb = notebooks_dir() / REPORT_NOTEBOOK
-    return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
-                         folder, log=log)
+    with folder_lock(folder):  # not while a run writes the folder
+        _write_summary(jobs, folder)
+        nb = notebooks_dir() / REPORT_NOTEBOOK
+        return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
+                             folder, log=log)
 
 
 def _write_summary(jobs: list[Job], folder: Path) -> pd.DataFrame:

@@ -24,10 +24,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,9 +36,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simulate.conventions import therapist_split
 from simulate.errors import ProblemsError
+from simulate.safe_yaml import read_yaml
 
 __all__ = [
     "Scenario",
@@ -59,8 +61,42 @@ OpenRate = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class _Section(BaseModel):
-    # extra="forbid" is what turns a misspelt key into an error instead of a silent default
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # extra="forbid" is what turns a misspelt key into an error instead of a silent default;
+    # allow_inf_nan=False refuses NaN and infinity in every number of every section
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+        # pydantic reads true as 1 for an int or float field: `units: true` ran one unit
+        if not isinstance(data, dict):
+            return data
+        errors = []
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if field is None or _admits(field.annotation, (bool,)) \
+                    or not _admits(field.annotation, (int, float)):
+                continue
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            errors += [InitErrorDetails(type=_NOT_A_NUMBER, input=v,
+                                        loc=(key,) if i is None else (key, i))
+                       for i, v in items if isinstance(v, bool)]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
+
+
+_NOT_A_NUMBER = PydanticCustomError("bool_number", "expected a number, got true/false")
+
+
+def _admits(annotation: Any, types: tuple[type, ...]) -> bool:
+    """Whether a field annotation (through Annotated, unions, lists, Literal) admits ``types``."""
+    if annotation in types:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(type(a) in types for a in typing.get_args(annotation))
+    return any(_admits(a, types) for a in typing.get_args(annotation))
 
 
 class Design(_Section):
@@ -424,7 +460,8 @@ class Scenario(_Section):
 
     name: str = Field("fit_individual", pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=80)
     description: str = ""
-    seed: int = Field(20261123, ge=0)
+    # numpy seeds and the replicate tables hold 64-bit signed integers
+    seed: int = Field(20261123, ge=0, lt=2**63)
     design: Design = Field(default_factory=Design)
     size: Size = Field(default_factory=Size)
     followup: Followup = Field(default_factory=Followup)
@@ -447,6 +484,14 @@ class Scenario(_Section):
         d, s = self.design, self.size
         if d.kind in ("cluster", "stepped_wedge") and s.units < 2:
             raise ValueError(f"size.units must be at least 2 for a {d.kind} design")
+        if d.kind == "cluster":
+            treated = round(s.units * d.treated_share)
+            if not 1 <= treated <= s.units - 1:
+                raise ValueError(
+                    f"size.units ({s.units}) and design.allocation_ratio "
+                    f"({d.allocation_ratio:g}) leave an arm without units "
+                    f"(round(units * r/(1+r)) = {treated} FIT units)"
+                )
         if d.kind == "stepped_wedge" and d.steps > s.units:
             raise ValueError(
                 f"design.steps ({d.steps}) cannot exceed size.units ({s.units}): "
@@ -580,13 +625,8 @@ def load_scenario(path: str | Path | dict | Scenario | None = None) -> Scenario:
     if isinstance(path, dict):
         return Scenario.from_dict(copy.deepcopy(path))
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(str(p), ["file not found"])
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(str(p), [f"not valid YAML: {exc}"]) from None
-    return Scenario.from_dict(data if data is not None else {}, source=str(p))
+    # missing, unreadable, not UTF-8, aliases, duplicate keys, empty: see simulate.safe_yaml
+    return Scenario.from_dict(read_yaml(p, "scenario", ScenarioError), source=str(p))
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -634,7 +674,7 @@ def _readable(exc: ValidationError) -> list[str]:
             msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
         elif err["type"] in ("literal_error", "union_tag_invalid"):
             msg = f"{msg} (got {err.get('input')!r})"
-        elif "input" in err and loc and err["type"] not in ("missing", "value_error"):
+        elif "input" in err and loc and err["type"] not in ("missing", "value_error", "bool_number"):
             msg = f"{msg} (got {err['input']!r})"
         msg = msg.removeprefix("Value error, ")
         out.append(f"{field}: {msg}")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from fitlab.cli.common import EXIT_FAILED, at_least, scenario, workers_default
+from fitlab.cli.common import (
+    EXIT_FAILED,
+    add_force,
+    at_least,
+    check_size,
+    scenario,
+    workers_default,
+)
 
 __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
            "report_batch"]
@@ -12,7 +19,7 @@ __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
 #: Summary columns printed after a batch, where present.
 SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_rate",
                    "estimator", "reps", "power", "power_mcse", "type_i_error", "coverage",
-                   "bias", "failed", "analytic_power")
+                   "bias", "failed", "not_converged", "analytic_power")
 
 
 def add_parser(sub) -> None:
@@ -46,6 +53,7 @@ def _add_batch_flags(s, workers: int) -> None:
     s.add_argument("--out", default="outputs", help="output root (default outputs/)")
     s.add_argument("--fast", action="store_true", help="fast report")
     s.add_argument("--no-progress", action="store_true")
+    add_force(s)
 
 
 def batch_options(args) -> dict:
@@ -61,7 +69,7 @@ def cmd_run(args) -> int:
     from fitlab.study import run_scenario
 
     at_least(args.reps, "--reps")
-    sc = scenario(args.scenario)
+    sc = scenario(args.scenario, ("simulate",), args, workers=args.workers)
     ests = [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     out = run_scenario(sc, args.reps, args.out, estimators=ests, null=not args.no_null,
                        report=args.report, fast=args.fast, **batch_options(args))
@@ -70,8 +78,12 @@ def cmd_run(args) -> int:
 
 def cmd_batch(args) -> int:
     """Replicates of every scenario of a grid into ``--out/<grid name>/``."""
+    from fitlab.grid import load_grid
     from fitlab.study import run_grid
 
+    for job in load_grid(args.grid)[1]:  # refuse (before writing) what would not fit
+        check_size(job.scenario, ("simulate",), f"{args.grid} ({job.scenario_id})", args,
+                   args.workers)
     out = run_grid(args.grid, args.out, report=not args.no_report, fast=args.fast,
                    **batch_options(args))
     return report_batch(out)
@@ -99,10 +111,13 @@ def report_batch(out: dict) -> int:
     for e in res.task_errors:
         print(f"fitlab: task failed ({e['scenario_id']} {e['role']} replicates "
               f"{e['replicates'][0]}-{e['replicates'][-1]}): {e['error']}", file=sys.stderr)
+    for f in res.all_failed:
+        print(f"fitlab: every fit failed: {f['estimator']} on {f['scenario_id']} "
+              f"({f['role']}, {f['fits']} fits); first error: {f['error']}", file=sys.stderr)
     rec = out.get("report")
     if rec is not None:
         from fitlab.runner import describe
 
         print(describe(rec))
-    bad = res.task_errors or (rec is not None and rec["status"] != "ok")
+    bad = res.task_errors or res.all_failed or (rec is not None and rec["status"] != "ok")
     return EXIT_FAILED if bad else 0

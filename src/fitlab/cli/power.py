@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import add_force, print_json, scenario
 
 __all__ = ["add_parser", "cmd_power"]
 
@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
     s = sub.add_parser("power", help="analytic power of a scenario")
     s.add_argument("scenario", help='scenario YAML or "default"')
     s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_force(s)
     s.set_defaults(func=cmd_power)
 
 
@@ -18,7 +19,7 @@ def cmd_power(args) -> int:
     """Print the analytic power, as a table or one JSON object."""
     from simulate.power import power
 
-    res = power(scenario(args.scenario))
+    res = power(scenario(args.scenario, ("power",), args))
     if args.json:
         print_json(res)
     else:

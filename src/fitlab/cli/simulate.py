@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import add_force, print_json, scenario
 
 __all__ = ["add_parser", "cmd_simulate"]
 
@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     s.add_argument("scenario", help='scenario YAML or "default"')
     s.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
     s.add_argument("--out", required=True, help="output file, .csv or .parquet")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_force(s)
     s.set_defaults(func=cmd_simulate)
 
 
@@ -30,7 +32,11 @@ def cmd_simulate(args) -> int:
     out = Path(args.out)
     if out.suffix not in WRITERS:
         raise UsageError(f"--out must end in .csv or .parquet, got {out.name!r}")
-    sc = scenario(args.scenario)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name a .csv or .parquet file")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"--out {out} exists; --overwrite replaces it")
+    sc = scenario(args.scenario, ("simulate",), args)
     seed = sc.seed if args.seed is None else args.seed
     trial = simulate_trial(sc, seed)
     atomic_write(out, lambda tmp: WRITERS[out.suffix](trial.data, tmp))
