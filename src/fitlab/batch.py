@@ -190,7 +190,8 @@ def _run_jobs(jobs, root: Path, *, workers, scheduler, dask, chunk, simulator, p
     for job in jobs:
         m = mf.read_json(root / job.scenario_id / "manifest.json") or {}
         result.all_failed += [{"scenario_id": job.scenario_id, **f}
-                              for f in m.get("all_failed", [])]
+                              for f in m.get("all_failed", [])
+                              if f["estimator"] in job.plan.get(f["role"], {})]
     return result
 
 

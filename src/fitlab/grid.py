@@ -101,7 +101,7 @@ def resolve_scenario(spec, where: Path | None = None):
         candidates = [where / spec, where.parent / spec, *candidates]
     candidates.append(Path("params") / spec)
     for c in candidates:
-        if c.is_file():
+        if c.exists():  # a folder or an unreadable file is refused by load_scenario
             return load_scenario(c)
     raise MissingFileError(f"scenario file not found: {spec!r} (looked in "
                             f"{', '.join(str(c.parent) for c in candidates)})")

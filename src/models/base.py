@@ -127,7 +127,10 @@ def check_long(
         )
     # before anything else, and on every column: identifiers never go further
     refuse_identity_numbers(data, LongFormatError)
-    df = data.rename(columns={v: k for k, v in mapping.items()}) if mapping else data
+    # a standard column the user mapped from another one is not the one to use
+    shadowed = [k for k, v in mapping.items() if v != k and k in data.columns]
+    df = data.drop(columns=shadowed).rename(columns={v: k for k, v in mapping.items()}) \
+        if mapping else data
     given_exposure = "exposure" in df.columns
     if not given_exposure and "arm" in df.columns:
         df = df.assign(exposure=df["arm"])
@@ -412,7 +415,7 @@ class Estimator:
         column in the data is replaced.
         """
         binary = "binary" in self.outcome_kinds and "ors" not in self.outcome_kinds
-        ors = not binary and self.plan.outcome in (None, "ors")
+        ors = not binary and self.plan.outcome == "ors"  # the CLI's default for real data
         df = check_long(data, self.columns, self.required, binary=binary or None,
                         outcome_range=(ORS_MIN, ORS_MAX) if ors else None,
                         design=self.plan.design)

@@ -8,7 +8,8 @@ naming the column and the number of rows but never a value. The forms recognised
 ``YYYYMMDD-NNNN`` and ``YYMMDDNNNN``, as text or as numbers (a number may have lost a
 leading zero). A value counts only with a valid date and a valid Luhn check digit, and a
 column only when at least :data:`SHARE` of its distinct values do, so ordinary integer ids
-are not refused (a random 10-digit number passes both checks with probability ~0.4%).
+are not refused (a random 10-digit number passes both checks with probability ~0.4%). A
+value below the share is still never shown (:func:`show`, :func:`redact`).
 
 :func:`show` and :func:`redact` keep values that look like one out of messages.
 
@@ -33,8 +34,10 @@ import pandas as pd
 __all__ = ["is_identity_number", "identity_number_columns", "refuse_identity_numbers",
            "show", "redact", "SHARE", "PSEUDONYMIZE"]
 
-#: Share of a column's distinct values that must look like identity numbers to refuse it.
-SHARE = 0.1
+#: Share of a column's distinct values that must look like identity numbers to refuse it:
+#: a column of them matches ~100%, random integer ids ~0.4%, and a block of sequential
+#: 10-digit ids whose first six digits happen to form a date ~10% (the Luhn digit).
+SHARE = 0.5
 #: What to do instead (the README's section on pseudonymization).
 PSEUDONYMIZE = ("replace them with pseudonymous codes, e.g. a keyed hash (HMAC-SHA256 with "
                 "a secret key kept apart from the data; see the README, 'Real data: "
@@ -50,8 +53,8 @@ def is_identity_number(value) -> bool:
         return False
     if isinstance(value, (int, np.integer)):
         text = str(int(value))
-        # a number lost the leading zero of years 00-09
-        text = text.zfill(10) if len(text) == 9 else text
+        # a number lost the leading zeros of years 00-09 (and of months 01-09 in year 00)
+        text = text.zfill(10) if 7 <= len(text) <= 9 else text
     elif isinstance(value, (float, np.floating)):
         if not np.isfinite(value) or value != int(value):
             return False
@@ -90,11 +93,11 @@ def _candidates(col: pd.Series) -> np.ndarray:
     kind = getattr(col.dtype, "kind", "O")
     if kind == "b":
         return _NONE
-    if kind in "iuf":  # numbers: only integers of 9-12 digits can be one
+    if kind in "iuf":  # numbers: only integers of 7-12 digits can be one
         x = col.to_numpy()
         if not x.size:
             return _NONE
-        big = np.abs(x) >= 1e8
+        big = np.abs(x) >= 1e6
         if not big.any():  # NaN compares False: an all-missing column stops here
             return _NONE
         x = x[big & (x < 1e12)].astype(float)

@@ -19,6 +19,7 @@ Examples
 >>> costs[0].what
 'the long table (clients x occasions)'
 >>> check_resources(Scenario(), ["simulate", "power"])  # the default fits anywhere
+[]
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class TooLargeError(ProblemsError):
 
     def __init__(self, source: str, problems: list[str]):
         super().__init__("scenario", source, problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = self.problems[0] if len(self.problems) == 1 else \
+            "\n" + "\n".join(f"  - {p}" for p in self.problems)
         self.args = (f"scenario {source} is too large for this machine (--force runs it "
-                     f"anyway):\n{lines}",)
+                     f"anyway): {lines}",)
 
 
 @dataclass(frozen=True)

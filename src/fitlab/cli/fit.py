@@ -148,7 +148,10 @@ def analysis_plan(args, sc=None):
     """
     from models.plan import AnalysisPlan, PlanError
 
-    base = AnalysisPlan.from_scenario(sc).model_dump() if sc is not None else {}
+    # real data without a scenario: an ORS outcome unless --outcome says otherwise (so
+    # that scores outside 0-40 are refused)
+    base = AnalysisPlan.from_scenario(sc).model_dump() if sc is not None else \
+        {"outcome": "ors"}
     flag_of = {dest: flag for flag, (dest, *_) in PLAN_FLAGS.items()}
     given = {dest: getattr(args, dest) for dest in flag_of if getattr(args, dest) is not None}
     try:
