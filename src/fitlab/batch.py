@@ -95,6 +95,7 @@ def run_jobs(
     progress: bool = True,
     grid: dict | None = None,
     max_tasks: int | None = None,
+    lock: bool = True,
 ) -> BatchResult:
     """Run every missing fit of ``jobs`` under ``root/<scenario_id>/``.
 
@@ -119,6 +120,9 @@ def run_jobs(
         The grid spec, recorded in each manifest.
     max_tasks : int, optional
         Stop after this many tasks (to test interruption and resumption).
+    lock : bool
+        Lock each scenario folder for the run (:mod:`fitlab.lock`); ``False`` when the
+        caller holds the lock of ``root`` already (a grid: one lock, not one per scenario).
 
     Returns
     -------
@@ -126,7 +130,7 @@ def run_jobs(
     """
     root = Path(root)
     with contextlib.ExitStack() as locks:
-        for job in jobs:  # refused here, before anything is written, if a folder is in use
+        for job in jobs if lock else []:  # refused here, before writing, if one is in use
             locks.enter_context(folder_lock(root / job.scenario_id))
         return _run_jobs(jobs, root, workers=workers, scheduler=scheduler, dask=dask,
                          chunk=chunk, simulator=simulator, progress=progress, grid=grid,

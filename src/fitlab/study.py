@@ -69,10 +69,10 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
     """
     spec, jobs = load_grid(path)  # raises before anything is written
     root = Path(out_root) / spec["name"]
-    with folder_lock(root):  # one run per grid folder (and per scenario folder below)
+    with folder_lock(root):  # one run per grid folder
         clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
         mf.write_json(root / "grid.json", spec)
-        res = run_jobs(jobs, root, grid=spec, **batch)
+        res = run_jobs(jobs, root, grid=spec, lock=False, **batch)  # root's lock covers them
         summary = _write_summary(jobs, root)
         rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
     return {"dir": root, "batch": res, "summary": summary, "report": rec}

@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
 def cmd_fit(args) -> int:
     """Fit and print the estimate (one line, or the whole Estimate as JSON)."""
     from fitlab.errors import UsageError
-    from models import get_estimator
+    from models import LongFormatError, get_estimator
     from models.defaults import default_estimators
 
     src = Path(args.source)
@@ -83,7 +83,12 @@ def cmd_fit(args) -> int:
         from simulate import simulate_trial
 
         data = simulate_trial(sc, sc.seed if args.seed is None else args.seed).data
-    checked = est.prepare(data)  # refuses bad data before the fit, with a clear message
+    try:
+        checked = est.prepare(data)  # refuses bad data before the fit, with a clear message
+    except LongFormatError as exc:
+        if not real:
+            raise
+        raise LongFormatError(f"data file {src}: {exc}") from None
     e = flag_unidentified(est.fit(data), unidentified(checked))
     if args.json:
         print_json(e.to_dict())
