@@ -5,8 +5,12 @@ missing from each scenario folder, splits them into tasks of a few replicates, r
 tasks (in this process, a process pool, or on Dask), and writes each finished task's rows
 as one atomic part file. A killed batch therefore resumes where it stopped, with no fit
 lost or repeated, and a scenario with nothing missing is skipped. When a scenario's fits
-are all there, its ``diagnosands.csv``, ``replicates.parquet`` and ``manifest.json`` are
-written.
+are all there, its ``replicates.parquet``, ``diagnosands.csv`` and, last, its finished
+``manifest.json`` are written: the finished manifest is the commit mark, so a run killed
+between these writes is finished by the next one, which rebuilds the tables from the parts.
+
+Each scenario folder is locked for the run (:mod:`fitlab.lock`): a second run into a folder
+in use is refused. Worker processes die with the main process, however it stops.
 
 Examples
 --------
@@ -19,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import sys
@@ -33,6 +38,7 @@ import pandas as pd
 from fitlab import manifest as mf
 from fitlab.diagnosands import diagnose, read_diagnosands, wide
 from fitlab.grid import Job
+from fitlab.lock import folder_lock
 from fitlab.replicates import DEFAULT_SIMULATOR, run_task
 from fitlab.store import ScenarioStore, atomic_write
 
@@ -41,7 +47,11 @@ __all__ = ["run_jobs", "plan_tasks", "finalize", "BatchResult", "summary_table"]
 
 @dataclass
 class BatchResult:
-    """What a batch did: fits run, skipped scenarios, task errors, seconds, summary."""
+    """What a batch did: fits run, skipped scenarios, task errors, seconds, summary.
+
+    ``all_failed`` lists each (scenario, role, estimator) none of whose fits succeeded,
+    with the first error: a batch that reports it is not a success.
+    """
 
     root: Path
     fits_run: int = 0
@@ -49,6 +59,7 @@ class BatchResult:
     task_errors: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     summary: pd.DataFrame | None = None
+    all_failed: list[dict] = field(default_factory=list)
 
 
 def plan_tasks(job: Job, done: set, chunk: int) -> list[dict]:
@@ -84,6 +95,7 @@ def run_jobs(
     progress: bool = True,
     grid: dict | None = None,
     max_tasks: int | None = None,
+    lock: bool = True,
 ) -> BatchResult:
     """Run every missing fit of ``jobs`` under ``root/<scenario_id>/``.
 
@@ -108,13 +120,26 @@ def run_jobs(
         The grid spec, recorded in each manifest.
     max_tasks : int, optional
         Stop after this many tasks (to test interruption and resumption).
+    lock : bool
+        Lock each scenario folder for the run (:mod:`fitlab.lock`); ``False`` when the
+        caller holds the lock of ``root`` already (a grid: one lock, not one per scenario).
 
     Returns
     -------
     BatchResult
     """
-    t_start = time.perf_counter()
     root = Path(root)
+    with contextlib.ExitStack() as locks:
+        for job in jobs if lock else []:  # refused here, before writing, if one is in use
+            locks.enter_context(folder_lock(root / job.scenario_id))
+        return _run_jobs(jobs, root, workers=workers, scheduler=scheduler, dask=dask,
+                         chunk=chunk, simulator=simulator, progress=progress, grid=grid,
+                         max_tasks=max_tasks)
+
+
+def _run_jobs(jobs, root: Path, *, workers, scheduler, dask, chunk, simulator, progress,
+              grid, max_tasks) -> BatchResult:
+    t_start = time.perf_counter()
     result = BatchResult(root=root)
     use_pool = workers > 1 or scheduler is not None or dask
     pending: dict[str, int] = {}
@@ -125,13 +150,15 @@ def run_jobs(
         store.clean()
         most = max((n for e in job.plan.values() for n in e.values()), default=1)
         per_task = chunk or max(1, min(25, math.ceil(most / (4 * max(workers, 1)))))
-        tasks = plan_tasks(job, store.done(), per_task)
-        _start_manifest(job, store.root, grid, simulator)
+        done = store.done()
+        tasks = plan_tasks(job, done, per_task)
         if not tasks:
             result.skipped.append(sid)
-            if not (store.root / "diagnosands.csv").is_file():
+            if not is_finished(store.root, len(done)):  # killed while finishing: rebuild
+                _start_manifest(job, store.root, grid, simulator)
                 finalize(job, store.root, simulator)
             continue
+        _start_manifest(job, store.root, grid, simulator)
         for t in tasks:
             t.update(scenario=job.scenario.to_dict(), simulator=simulator, worker=use_pool,
                      sid=sid)
@@ -164,7 +191,24 @@ def run_jobs(
         bar.close()
     result.seconds = time.perf_counter() - t_start
     result.summary = summary_table(jobs, root)
+    for job in jobs:
+        m = mf.read_json(root / job.scenario_id / "manifest.json") or {}
+        result.all_failed += [{"scenario_id": job.scenario_id, **f}
+                              for f in m.get("all_failed", [])
+                              if f["estimator"] in job.plan.get(f["role"], {})]
     return result
+
+
+def is_finished(folder: Path, rows: int) -> bool:
+    """Whether ``folder`` holds the finished tables of its ``rows`` fits.
+
+    The manifest is written last (:func:`finalize`), so a finished manifest counting the
+    rows on disk, next to both tables, means the last finish was not interrupted.
+    """
+    m = mf.read_json(folder / "manifest.json") or {}
+    return (m.get("finished") is not None and m.get("rows") == rows
+            and (folder / "diagnosands.csv").is_file()
+            and (folder / "replicates.parquet").is_file())
 
 
 def _bar(total: int, progress: bool):
@@ -189,18 +233,36 @@ def _execute(tasks: list[dict], workers: int, scheduler: str | None,
                 yield t, None, f"{type(exc).__name__}: {exc}"
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_task, t): t for t in tasks}
-            try:
-                for fut in as_completed(futures):
-                    t = futures[fut]
-                    try:
-                        yield t, fut.result(), None
-                    except Exception as exc:  # a worker died: leave the fits missing
-                        yield t, None, f"{type(exc).__name__}: {exc}"
-            finally:
-                for fut in futures:
-                    fut.cancel()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                   initializer=die_with_parent)
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        try:
+            for fut in as_completed(futures):
+                t = futures[fut]
+                try:
+                    yield t, fut.result(), None
+                except Exception as exc:  # a worker died: leave the fits missing
+                    yield t, None, f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM, SIGHUP): stop the workers now rather than wait
+            # for their tasks; what they computed is not written, so resuming redoes it
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to end this worker when the main
+    process dies (even by SIGKILL), so that no orphan keeps computing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _execute_dask(tasks: list[dict], workers: int, scheduler: str | None):
@@ -255,25 +317,42 @@ def _start_manifest(job: Job, folder: Path, grid: dict | None, simulator: str) -
 
 def finalize(job: Job, folder: Path, simulator: str = DEFAULT_SIMULATOR,
              task_errors: list[dict] | None = None) -> pd.DataFrame:
-    """Write ``replicates.parquet``, ``diagnosands.csv`` and finish the manifest."""
+    """Write ``replicates.parquet``, ``diagnosands.csv`` and, last, the finished manifest.
+
+    Each file is written atomically; the manifest marks the three as one finished whole
+    (:func:`is_finished`), and a run killed before it rebuilds them from the parts.
+    """
     folder = Path(folder)
     table = ScenarioStore(folder).table()
     diag = diagnose(table)
     diag.insert(0, "scenario_id", job.scenario_id)
-    atomic_write(folder / "diagnosands.csv", lambda tmp: diag.to_csv(tmp, index=False))
     atomic_write(folder / "replicates.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(folder / "diagnosands.csv", lambda tmp: diag.to_csv(tmp, index=False))
     m = mf.read_json(folder / "manifest.json") or {}
     missing = sum(len(t["replicates"]) for t in task_errors or [])
     m.update({
         "finished": mf.now() if not task_errors else None,
         "rows": int(len(table)),
         "failed_fits": int(table["error"].notna().sum()) if "error" in table else 0,
+        "all_failed": _all_failed(table),
         "task_errors": task_errors or [],
         "missing_replicates": missing,
         "time_per_replicate": mf.timing(table),
     })
     mf.write_json(folder / "manifest.json", m)
     return diag
+
+
+def _all_failed(table: pd.DataFrame) -> list[dict]:
+    """Each (role, estimator) none of whose fits succeeded, with its first error."""
+    if not len(table) or "error" not in table.columns:
+        return []
+    out = []
+    for (role, est), t in table.groupby(["role", "estimator"], sort=True):
+        if t["error"].notna().all():
+            out.append({"role": str(role), "estimator": str(est), "fits": int(len(t)),
+                        "error": str(t["error"].iloc[0])})
+    return out
 
 
 def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
@@ -305,8 +384,11 @@ def analytic_power(scenario) -> dict[str, float]:
     for baseline (ANCOVA). NaN where a formula does not cover the design, recorded rather
     than failing the summary.
     """
+    from simulate.limits import check_resources
     from simulate.power import power
 
+    if check_resources(scenario, ["power"], force=True):  # would not fit: not attempted
+        return {"analytic_power": math.nan, "analytic_power_adjusted": math.nan}
     try:
         out = power(scenario)
     except (ValueError, NotImplementedError):

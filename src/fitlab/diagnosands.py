@@ -214,7 +214,9 @@ def diagnose(table: pd.DataFrame, diagnosands: dict | None = None) -> pd.DataFra
 
 def read_diagnosands(path) -> pd.DataFrame:
     """Read a ``diagnosands.csv`` (keeping the role ``"null"``, which pandas reads as NaN)."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    from fitlab.store import read_file
+
+    return read_file(path, lambda p: pd.read_csv(p, keep_default_na=False, na_values=[""]))
 
 
 def wide(diag: pd.DataFrame) -> pd.DataFrame:

@@ -52,8 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from simulate.errors import MissingFileError, ProblemsError
 
 __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job", "resolve_scenario"]
@@ -110,7 +108,7 @@ def resolve_scenario(spec, where: Path | None = None):
         candidates = [where / spec, where.parent / spec, *candidates]
     candidates.append(Path("params") / spec)
     for c in candidates:
-        if c.is_file():
+        if c.exists():  # a folder or an unreadable file is refused by load_scenario
             return load_scenario(c)
     raise MissingFileError(f"scenario file not found: {spec!r} (looked in "
                             f"{', '.join(str(c.parent) for c in candidates)})")
@@ -130,13 +128,12 @@ def load_grid(path: str | Path) -> tuple[dict, list[Job]]:
     ------
     MissingFileError, GridError
     """
+    from simulate.safe_yaml import read_yaml
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise MissingFileError(f"grid file not found: {p}")
-    try:
-        spec = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise GridError(str(p), [f"not valid YAML: {exc}"]) from None
+    spec = read_yaml(p, "grid", GridError)  # the same safe reading as a scenario's
     if not isinstance(spec, dict):
         raise GridError(str(p), ["(top level): expected a mapping"])
     spec.setdefault("name", p.stem)

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fitlab.store import atomic_write_text
+from fitlab.store import atomic_write_text, read_file
 
 __all__ = ["versions", "git_commit", "now", "write_json", "read_json", "timing"]
 
@@ -52,9 +52,10 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON, or ``None`` if the file does not exist."""
+    """Read JSON, or ``None`` if the file does not exist (a damaged one: StorageError)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_file(path, lambda p: json.loads(p.read_text(encoding="utf-8"))) \
+        if path.is_file() else None
 
 
 def timing(table) -> dict[str, Any]:

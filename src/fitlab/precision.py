@@ -494,6 +494,10 @@ def run_to_precision(jobs: list, root: str | Path, precision: Precision, *,
             total.skipped.append(job.scenario_id)
         diag = finalize(job, folder, batch.get("simulator") or _default_simulator(),
                         [e for e in total.task_errors if e["scenario_id"] == job.scenario_id])
+        m = mf.read_json(folder / "manifest.json") or {}
+        total.all_failed += [{"scenario_id": job.scenario_id, **f}
+                             for f in m.get("all_failed", [])
+                             if f["estimator"] in job.plan.get(f["role"], {})]
         req = requirements(diag, precision)
         mine = [(r, e) in groups_of[job.scenario_id] for r, e in zip(req["role"],
                                                                    req["estimator"])]

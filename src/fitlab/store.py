@@ -11,19 +11,30 @@ Every file of the lab is written by :func:`atomic_write`: under a hidden tempora
 (``.tmp-...``) in the same folder, flushed to disk, then renamed into place, so it either
 exists whole or not at all, and a reader never sees half a file. Resuming means: read
 which (role, replicate, estimator) rows exist and run only the missing ones.
+
+This module is also the lab's I/O boundary: an ``OSError`` of a write (a full disk, a
+folder that is not writable, a file where a folder should be) or of a read (a damaged
+part file) becomes a :class:`fitlab.errors.StorageError` naming the path and the reason,
+which the command line reports in one line (exit status 2).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from fitlab.errors import StorageError
+
 __all__ = ["ScenarioStore", "KEY", "SORT", "TMP_PREFIX", "atomic_write", "atomic_write_text",
-           "clean_temporary"]
+           "clean_temporary", "ensure_folder", "read_file", "storage_error"]
 
 #: The columns that identify one fit.
 KEY = ["role", "replicate", "estimator"]
@@ -64,7 +75,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     ('hi', ['a.txt'])
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = ensure_folder(path.parent)
     # a token per writer: two processes writing the same file never share a temporary
     tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{path.name}")
     try:
@@ -72,10 +83,80 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(created):  # leave no empty folder behind either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise storage_error(exc, path) from None
         raise
     return path
+
+
+def ensure_folder(folder: str | os.PathLike) -> list[Path]:
+    """Create ``folder`` (and its parents) if missing; return the folders created.
+
+    Raises
+    ------
+    StorageError
+        When a file is in the way, the parent is not writable, or the disk is full.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return []
+    missing, p = [], folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, folder, "create the folder") from None
+    return missing[::-1]
+
+
+def storage_error(exc: BaseException, path: str | os.PathLike,
+                  action: str = "write") -> StorageError:
+    """The one-line :class:`StorageError` of an ``OSError`` at ``path``."""
+    path = Path(path)
+    code = getattr(exc, "errno", None)
+    if code is None:  # pyarrow puts the errno in its message only
+        found = re.search(r"\[Errno (\d+)\]", str(exc))
+        code = int(found.group(1)) if found else None
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()),
+                       None)
+        reason = f"{blocker} is a file, not a folder" if blocker else os.strerror(code)
+    elif code == errno.ENOSPC:
+        reason = "no space left on the device; free some space or write elsewhere"
+    elif code in (errno.EACCES, errno.EPERM):
+        reason = "permission denied" + ("; the folder is not writable"
+                                        if action != "read" else "")
+    elif code is not None:
+        reason = os.strerror(code).lower()
+    else:
+        reason = str(exc) or type(exc).__name__
+    err = StorageError(f"cannot {action} {path}: {reason}")
+    err.errno = code
+    return err
+
+
+def read_file(path: str | os.PathLike, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``, with a damaged or unreadable file reported as a :class:`StorageError`.
+
+    The parser's own message is not repeated: it can quote the file's content.
+    """
+    path = Path(path)
+    try:
+        return read(path)
+    except OSError as exc:
+        raise storage_error(exc, path, "read") from None
+    except ValueError as exc:  # pyarrow's ArrowInvalid, json, csv parsers
+        raise StorageError(f"cannot read {path}: damaged or not a {path.suffix} file "
+                           f"({type(exc).__name__}); delete it and run the same command "
+                           "again to redo its results") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -88,7 +169,10 @@ def clean_temporary(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if folder.is_dir():
         for p in folder.glob(f"{TMP_PREFIX}*"):
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, p, "remove") from None
 
 
 class ScenarioStore:
@@ -129,8 +213,11 @@ class ScenarioStore:
         files = self.part_files()
         if not files:
             return pd.DataFrame(columns=[*KEY, "error"])
-        frames = [pd.read_parquet(p) for p in files]
+        frames = [read_file(p, pd.read_parquet) for p in files]
         df = pd.concat([f for f in frames if len(f)], ignore_index=True)
+        # a fit's row depends only on its key, so a repeat (two runs into one folder before
+        # folders were locked) is the same row: keep one
+        df = df.drop_duplicates(KEY, keep="first")
         return _tidy(df).sort_values(SORT, kind="stable").reset_index(drop=True)
 
     def done(self) -> set[tuple[str, int, str]]:
@@ -138,7 +225,8 @@ class ScenarioStore:
         files = self.part_files()
         if not files:
             return set()
-        keys = pd.concat([pd.read_parquet(p, columns=KEY) for p in files])
+        keys = pd.concat([read_file(p, lambda q: pd.read_parquet(q, columns=KEY))
+                          for p in files])
         return {(str(r), int(i), str(e)) for r, i, e in keys.itertuples(index=False)}
 
 

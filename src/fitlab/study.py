@@ -29,6 +29,7 @@ import pandas as pd
 from fitlab import manifest as mf
 from fitlab.batch import run_jobs, summary_table
 from fitlab.grid import Job, load_grid, scenario_job, spec_list
+from fitlab.lock import folder_lock
 from fitlab.precision import Precision, run_to_precision
 from fitlab.runner import run_notebooks
 from fitlab.store import atomic_write, clean_temporary
@@ -79,17 +80,19 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
     spec, jobs = load_grid(path)  # raises before anything is written
     prec = Precision.from_settings(spec, precision, spec.get("reps"), names=FLAG_NAMES)
     root = Path(out_root) / spec["name"]
-    root.mkdir(parents=True, exist_ok=True)
-    clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
-    mf.write_json(root / "grid.json", spec)
+    with folder_lock(root):  # one run per grid folder
+        clean_temporary(root)  # left by a killed run (grid.json, summary.csv, the report)
+        mf.write_json(root / "grid.json", spec)
 
-    def main_estimators(job: Job) -> set[tuple[str, str]]:
-        return {(role, e) for e in spec_list(spec.get("estimators"), job.scenario)
-                for role in ("effect", "null")}
+        def main_estimators(job: Job) -> set[tuple[str, str]]:
+            return {(role, e) for e in spec_list(spec.get("estimators"), job.scenario)
+                    for role in ("effect", "null")}
 
-    res, jobs, run = _run(jobs, root, prec, main_estimators, grid=spec, **batch)
-    summary = _write_summary(jobs, root)
-    rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
+        # the grid folder's lock covers its scenario folders
+        res, jobs, run = _run(jobs, root, prec, main_estimators, grid=spec, lock=False,
+                              **batch)
+        summary = _write_summary(jobs, root)
+        rec = render_report(root, fast=fast)[0] if report and not res.task_errors else None
     return {"dir": root, "batch": res, "summary": summary, "report": rec, "precision": run}
 
 
@@ -100,14 +103,15 @@ def run_scenario(scenario, reps: int | None, out_root: str | Path = "outputs", *
     """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``.
 
     ``reps`` replicates of each estimator, or with ``precision`` rounds until its target
-    is met (``precision.first_reps`` is the first round; ``reps`` is then unused). Returns
-    the dict of :func:`run_grid`.
+    is met (``precision.first_reps`` is the first round; ``reps`` is then unused). The
+    scenario folder is locked for the run. Returns the dict of :func:`run_grid`.
     """
     job = scenario_job(scenario, reps or 1, estimators, null=null)
-    res, jobs, run = _run([job], out_root, precision, None, **batch)
     folder = Path(out_root) / job.scenario_id
-    summary = _write_summary(jobs, folder)
-    rec = render_report(folder, fast=fast)[0] if report else None
+    with folder_lock(folder):
+        res, jobs, run = _run([job], out_root, precision, None, **batch)
+        summary = _write_summary(jobs, folder)
+        rec = render_report(folder, fast=fast)[0] if report else None
     return {"dir": folder, "batch": res, "summary": summary, "report": rec, "precision": run}
 
 
@@ -160,10 +164,11 @@ def render_report(folder: str | Path, *, fast: bool = False, log=None) -> list[d
     jobs = jobs_from_dir(folder)
     if not jobs:
         raise MissingFileError(f"no scenario results (*/manifest.json) under {folder}")
-    _write_summary(jobs, folder)
-    nb = notebooks_dir() / REPORT_NOTEBOOK
-    return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
-                         folder, log=log)
+    with folder_lock(folder):  # not while a run writes the folder
+        _write_summary(jobs, folder)
+        nb = notebooks_dir() / REPORT_NOTEBOOK
+        return run_notebooks([(nb, {"output_dir": str(folder.resolve()), "fast": bool(fast)})],
+                             folder, log=log)
 
 
 def _write_summary(jobs: list[Job], folder: Path) -> pd.DataFrame:

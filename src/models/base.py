@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from models.plan import as_plan
-from simulate.conventions import json_native
+from models.privacy import refuse_identity_numbers, show
+from simulate.conventions import ORS_MAX, ORS_MIN, json_native
 from simulate.errors import FitlabError
 
 __all__ = [
@@ -77,8 +78,10 @@ def check_long(
     columns: dict[str, str] | None = None,
     required: tuple[str, ...] = tuple(REQUIRED_COLUMNS),
     binary: bool | None = None,
+    outcome_range: tuple[float, float] | None = None,
+    design: str | None = None,
 ) -> pd.DataFrame:
-    """Validate (and rename) a long table.
+    """Validate (and rename) a long table; refuse data that must not or cannot be analysed.
 
     Parameters
     ----------
@@ -91,16 +94,27 @@ def check_long(
         Standard columns this estimator needs.
     binary : bool, optional
         If True, the outcome must be 0/1; if False, numeric.
+    outcome_range : (float, float), optional
+        The instrument's range (ORS: 0-40); observed outcomes outside it are refused.
+    design : str, optional
+        The analysis plan's design: outside a stepped wedge, ``exposure`` must equal
+        ``arm`` (the offer is the randomized arm).
 
     Returns
     -------
     DataFrame
-        A copy with standard column names and ``observed`` rows only.
+        A copy with standard column names and ``observed`` rows only. Text identifiers
+        (``unit``, ``therapist``, ``client``) are replaced by integer codes (a text
+        therapist id that is missing, ``""`` or ``"-1"`` becomes -1).
 
     Raises
     ------
     LongFormatError
-        Missing columns, non-numeric outcomes, a client under two therapists or units.
+        Any column (mapped or not) of Swedish personal identity numbers (never echoed:
+        :mod:`models.privacy`); missing columns; fully duplicated rows; non-numeric
+        outcomes, or outside ``outcome_range``; ``arm``/``exposure`` not coded 0/1;
+        ``exposure`` contradicting ``arm`` outside a stepped wedge; negative months; a
+        client under two therapists or units.
     """
     if not isinstance(data, pd.DataFrame):
         raise LongFormatError(f"expected a pandas DataFrame, got {type(data).__name__}")
@@ -111,8 +125,14 @@ def check_long(
             f"unknown standard column(s) in mapping: {sorted(unknown)}; allowed: "
             f"{sorted(set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS))}"
         )
-    df = data.rename(columns={v: k for k, v in mapping.items()}) if mapping else data
-    if "exposure" not in df.columns and "arm" in df.columns:
+    # before anything else, and on every column: identifiers never go further
+    refuse_identity_numbers(data, LongFormatError)
+    # a standard column the user mapped from another one is not the one to use
+    shadowed = [k for k, v in mapping.items() if v != k and k in data.columns]
+    df = data.drop(columns=shadowed).rename(columns={v: k for k, v in mapping.items()}) \
+        if mapping else data
+    given_exposure = "exposure" in df.columns
+    if not given_exposure and "arm" in df.columns:
         df = df.assign(exposure=df["arm"])
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -120,6 +140,7 @@ def check_long(
             f"missing column(s) {missing}; the long format needs {list(required)} "
             "(pass columns={'standard': 'yours'} to map your names)"
         )
+    _refuse_duplicated_rows(data, df)
     # keep the standard columns only: smaller copies, and no name clashes downstream
     known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS]
     raw = df["outcome"]
@@ -130,7 +151,8 @@ def check_long(
         bad = coerced.isna() & raw.notna()
         if bad.any():
             raise LongFormatError(
-                f"column 'outcome' must be numeric; found {raw[bad].iloc[0]!r}"
+                f"column 'outcome' must be numeric; found {show(raw[bad].iloc[0])} "
+                f"({int(bad.sum()):,} rows)"
             )
         out = coerced.to_numpy(dtype=float)
     keep = ~np.isnan(out)
@@ -142,35 +164,125 @@ def check_long(
     df["outcome"] = out[keep]
     if binary is True and not df["outcome"].isin([0.0, 1.0]).all():
         raise LongFormatError("column 'outcome' must be 0/1 for a binary model")
+    if outcome_range is not None and binary is not True:
+        lo, hi = outcome_range
+        bad = (df["outcome"] < lo) | (df["outcome"] > hi)
+        if bad.any():
+            raise LongFormatError(
+                f"column 'outcome': {int(bad.sum()):,} observed values outside the "
+                f"instrument's range {lo:g}-{hi:g} (min {df['outcome'].min():g}, max "
+                f"{df['outcome'].max():g}); check the coding, or map the right column")
+    for col in ("arm", "exposure"):
+        if col in df.columns:
+            _refuse_not_binary(df[col], col)
+    if given_exposure and design != "stepped_wedge" and {"arm", "exposure"} <= set(df.columns):
+        differ = int((df["arm"].to_numpy() != df["exposure"].to_numpy()).sum())
+        if differ:
+            raise LongFormatError(
+                f"column 'exposure' differs from 'arm' in {differ:,} rows, but outside a "
+                "stepped wedge FIT is offered by the randomized arm; pass --design "
+                "stepped_wedge if it is one, or drop or fix the exposure column")
+    if "month" in df.columns:
+        if not pd.api.types.is_numeric_dtype(df["month"]):
+            raise LongFormatError("column 'month' must be numeric")
+        negative = int((df["month"].to_numpy(dtype=float) < 0).sum())
+        if negative:
+            raise LongFormatError(f"column 'month' must be >= 0 (months since the client's "
+                                  f"start); {negative:,} rows are negative")
     if "client" in df.columns:
         for col in ("unit", "therapist"):
             if col in df.columns:
                 who = _first_mixed(df["client"].to_numpy(), df[col].to_numpy())
                 if who is not None:
-                    n = df.loc[df["client"] == who, col].nunique()
+                    ids = df["client"]
+                    n = df.loc[(ids.astype(str) if ids.dtype == object else ids) == who,
+                               col].nunique()
                     raise LongFormatError(
-                        f"client {who!r} appears under {n} different {col}s; "
+                        f"client {show(who)} appears under {n} different {col}s; "
                         f"each client must belong to one {col}"
                     )
     if "therapist" in df.columns and "unit" in df.columns:
-        has = df["therapist"].to_numpy() != -1
+        has = ~_no_therapist(df["therapist"])
         who = _first_mixed(df["therapist"].to_numpy()[has], df["unit"].to_numpy()[has])
         if who is not None:
-            raise LongFormatError(f"therapist {who!r} appears in more than one unit")
-    for col in ("month",):
-        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
-            raise LongFormatError(f"column '{col}' must be numeric")
+            raise LongFormatError(f"therapist {show(who)} appears in more than one unit")
+    for col in ("unit", "therapist", "client"):
+        if col in df.columns and not pd.api.types.is_integer_dtype(df[col]):
+            df[col] = _integer_codes(df[col], col == "therapist")
     return df
+
+
+def _refuse_duplicated_rows(data: pd.DataFrame, df: pd.DataFrame) -> None:
+    """Refuse rows that repeat another row in every column (a copy-paste or a bad join)."""
+    # cheap first: with one row per (client, month) no row can repeat another
+    if not {"client", "month"} <= set(df.columns):
+        return
+    client, month = df["client"].to_numpy(), df["month"].to_numpy()
+    if client.dtype.kind in "iuf" and month.dtype.kind in "iuf":
+        if not _sorted_pairs_repeat(client, month):
+            return
+    elif not df.duplicated(["client", "month"]).any():
+        return
+    dup = data.duplicated(keep="first")
+    if dup.any():
+        first = int(np.flatnonzero(dup.to_numpy())[0])
+        raise LongFormatError(
+            f"{int(dup.sum()):,} rows repeat another row exactly (the first at row "
+            f"{first + 1} of the data); remove the duplicates")
+
+
+def _sorted_pairs_repeat(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether some (a, b) pair occurs twice (O(n) when already sorted, as simulated)."""
+    if a.size < 2:
+        return False
+    if not np.all((a[1:] > a[:-1]) | ((a[1:] == a[:-1]) & (b[1:] > b[:-1]))):
+        order = np.lexsort((b, a))
+        a, b = a[order], b[order]
+    return bool(((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any())
+
+
+def _refuse_not_binary(col: pd.Series, name: str) -> None:
+    values = col.to_numpy() if col.dtype.kind in "iufb" else \
+        pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+    bad = (values != 0) & (values != 1)  # NaN too
+    if bad.any():
+        seen = sorted({show(v) for v in col[bad].unique()[:5]})
+        raise LongFormatError(
+            f"column {name!r} must be coded 0 (usual care) / 1 (FIT); {int(bad.sum()):,} "
+            f"rows are not (values {', '.join(seen)}); recode it (e.g. 1/2 -> 0/1)")
+
+
+def _no_therapist(col: pd.Series) -> np.ndarray:
+    """Rows of clients without a therapist: -1 (or, for text ids, missing, "" or "-1")."""
+    if pd.api.types.is_numeric_dtype(col):
+        return (col.to_numpy() == -1)
+    text = col.astype(str).str.strip()
+    return (col.isna() | text.isin(["", "-1", "-1.0"])).to_numpy()
+
+
+def _integer_codes(col: pd.Series, therapist: bool) -> np.ndarray:
+    """Integer codes of text identifiers (sorted order); -1 kept for 'no therapist'."""
+    none = _no_therapist(col) if therapist else np.zeros(len(col), dtype=bool)
+    codes, _ = pd.factorize(col.astype(str), sort=True)
+    codes = codes.astype(np.int64)
+    if therapist:
+        codes[none] = -1
+    return codes
 
 
 def _first_mixed(groups: np.ndarray, values: np.ndarray):
     """First group whose rows do not all share one value, or None (sort-based, O(n log n))."""
     if groups.size == 0:
         return None
+    if groups.dtype == object or values.dtype == object:  # text ids: compare as text
+        groups, values = groups.astype(str), values.astype(str)
     order = np.argsort(groups, kind="stable")
     g, v = groups[order], values[order]
     bad = (g[1:] == g[:-1]) & (v[1:] != v[:-1])
-    return g[1:][bad][0].item() if bad.any() else None
+    if not bad.any():
+        return None
+    first = g[1:][bad][0]
+    return first.item() if isinstance(first, np.generic) else first
 
 
 @dataclass
@@ -303,9 +415,10 @@ class Estimator:
         column in the data is replaced.
         """
         binary = "binary" in self.outcome_kinds and "ors" not in self.outcome_kinds
-        df = check_long(data, self.columns, self.required, binary=binary or None)
-        if (df["month"].to_numpy(dtype=float) < 0).any():
-            raise LongFormatError("column 'month' must be >= 0 (months since the client's start)")
+        ors = not binary and self.plan.outcome == "ors"  # the CLI's default for real data
+        df = check_long(data, self.columns, self.required, binary=binary or None,
+                        outcome_range=(ORS_MIN, ORS_MAX) if ors else None,
+                        design=self.plan.design)
         primary = self.plan.primary(df)
         df["time"] = self.plan.time(df["month"].to_numpy(dtype=float), primary)
         df.attrs["primary_month"] = primary

@@ -33,8 +33,10 @@ class ProblemsError(FitlabError, ValueError):
         self.kind = kind
         self.source = source
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid {kind} {source}:\n{lines}")
+        # one problem, one line; several, one line each
+        lines = self.problems[0] if len(self.problems) == 1 else \
+            "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {kind} {source}: {lines}")
 
 
 class MissingFileError(FitlabError, FileNotFoundError):

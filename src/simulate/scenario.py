@@ -27,7 +27,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -40,6 +39,7 @@ from simulate.allocation import AllocationField
 from simulate.conventions import therapist_split
 from simulate.economics import Economics
 from simulate.errors import ProblemsError
+from simulate.safe_yaml import read_yaml
 from simulate.section import Section as _Section
 
 __all__ = [
@@ -422,7 +422,8 @@ class Scenario(_Section):
 
     name: str = Field("fit_individual", pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=80)
     description: str = ""
-    seed: int = Field(20261123, ge=0)
+    # numpy seeds and the replicate tables hold 64-bit signed integers
+    seed: int = Field(20261123, ge=0, lt=2**63)
     design: Design = Field(default_factory=Design)
     size: Size = Field(default_factory=Size)
     followup: Followup = Field(default_factory=Followup)
@@ -447,6 +448,14 @@ class Scenario(_Section):
         d, s = self.design, self.size
         if d.kind in ("cluster", "stepped_wedge") and s.units < 2:
             raise ValueError(f"size.units must be at least 2 for a {d.kind} design")
+        if d.kind == "cluster":
+            treated = round(s.units * d.treated_share)
+            if not 1 <= treated <= s.units - 1:
+                raise ValueError(
+                    f"size.units ({s.units}) and design.allocation_ratio "
+                    f"({d.allocation_ratio:g}) leave an arm without units "
+                    f"(round(units * r/(1+r)) = {treated} FIT units)"
+                )
         if d.kind == "stepped_wedge" and d.steps > s.units:
             raise ValueError(
                 f"design.steps ({d.steps}) cannot exceed size.units ({s.units}): "
@@ -580,13 +589,8 @@ def load_scenario(path: str | Path | dict | Scenario | None = None) -> Scenario:
     if isinstance(path, dict):
         return Scenario.from_dict(copy.deepcopy(path))
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(str(p), ["file not found"])
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(str(p), [f"not valid YAML: {exc}"]) from None
-    return Scenario.from_dict(data if data is not None else {}, source=str(p))
+    # missing, unreadable, not UTF-8, aliases, duplicate keys, empty: see simulate.safe_yaml
+    return Scenario.from_dict(read_yaml(p, "scenario", ScenarioError), source=str(p))
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -634,7 +638,7 @@ def _readable(exc: ValidationError) -> list[str]:
             msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
         elif err["type"] in ("literal_error", "union_tag_invalid"):
             msg = f"{msg} (got {err.get('input')!r})"
-        elif "input" in err and loc and err["type"] not in ("missing", "value_error"):
+        elif "input" in err and loc and err["type"] not in ("missing", "value_error", "bool_number"):
             msg = f"{msg} (got {err['input']!r})"
         msg = msg.removeprefix("Value error, ")
         out.append(f"{field}: {msg}")

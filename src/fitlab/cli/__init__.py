@@ -17,10 +17,12 @@ Examples
     fitlab completion bash > ~/.local/share/bash-completion/completions/fitlab
 
 User mistakes (every :class:`fitlab.FitlabError`: an invalid scenario, grid or flag, a
-missing file, an unknown estimator, data not in the long format) print one clear message on
-stderr and exit with status 2, without a traceback and without writing anything. Any other
-exception is a bug and keeps its traceback; ``FITLAB_DEBUG=1`` shows tracebacks for user
-mistakes too.
+missing file, an unknown estimator, data not in the long format, a folder that cannot be
+written or is in use) print one clear message on stderr and exit with status 2, without a
+traceback and without writing anything. Any other exception is a bug and keeps its
+traceback; ``FITLAB_DEBUG=1`` shows tracebacks for user mistakes too. Ctrl-C, SIGTERM and
+SIGHUP stop the command (and its worker processes) with one line and exit status 130; a
+batch resumes where it stopped when run again.
 
 Adding a command: write ``fitlab/cli/<name>.py`` with ``add_parser(subparsers)``, which
 adds the sub-command(s) and sets ``func`` to the function that runs them, and add
@@ -31,7 +33,9 @@ their functions, so that ``fitlab --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from importlib import import_module
 
@@ -75,15 +79,38 @@ def main(argv: list[str] | None = None) -> int:
     from fitlab.errors import FitlabError
 
     try:
-        return args.func(args)
+        with _signals_interrupt():
+            return args.func(args)
     except FitlabError as exc:
         if os.environ.get("FITLAB_DEBUG", "") not in ("", "0"):  # tracebacks when debugging
             raise
         return fail(str(exc))
-    except KeyboardInterrupt:
-        return fail("interrupted; run the same command again to resume", 130)
+    except KeyboardInterrupt as exc:
+        how = f" ({exc.args[0]})" if exc.args else ""
+        return fail(f"interrupted{how}; run the same command again to resume", 130)
+    except MemoryError:
+        return fail("out of memory; use a smaller scenario or fewer --workers", EXIT_USER)
     except BrokenPipeError:
         # the reader (e.g. `| head`) closed the pipe: not an error of ours; silence the
         # interpreter's own complaint when it flushes stdout at exit
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does (a ``KeyboardInterrupt``), so
+    that worker processes are stopped and the results folder is left resumable; the
+    previous handlers are restored afterwards (``main`` also runs inside tests)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -8,7 +8,9 @@ import textwrap
 from fitlab.cli.common import (
     EXIT_FAILED,
     SCENARIO_HELP,
+    add_force,
     at_least,
+    check_size,
     command,
     scenario,
     workers_default,
@@ -21,7 +23,7 @@ __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
 #: Summary columns printed after a batch, where present.
 SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_rate",
                    "estimator", "reps", "power", "power_mcse", "type_i_error", "coverage",
-                   "bias", "failed", "analytic_power")
+                   "bias", "failed", "not_converged", "analytic_power")
 
 
 def add_parser(sub) -> None:
@@ -113,6 +115,7 @@ def _add_batch_flags(s, workers: int) -> None:
                    help="fast report: skip the per-replicate pictures (default: off)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bar on stderr (default: show it)")
+    add_force(g)
 
 
 def batch_options(args) -> dict:
@@ -138,7 +141,7 @@ def cmd_run(args) -> int:
     prec = Precision.from_settings({}, precision_flags(args), args.reps, names=FLAG_NAMES)
     if prec is None and args.reps is None:
         raise UsageError("give --reps N (replicates) or --target-mcse MCSE (a precision)")
-    sc = scenario(args.scenario)
+    sc = scenario(args.scenario, ("simulate",), args, workers=args.workers)
     ests = [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     out = run_scenario(sc, args.reps, args.out, estimators=ests, null=not args.no_null,
                        report=args.report, fast=args.fast, precision=prec,
@@ -148,8 +151,12 @@ def cmd_run(args) -> int:
 
 def cmd_batch(args) -> int:
     """Replicates of every scenario of a grid into ``--out/<grid name>/``."""
+    from fitlab.grid import load_grid
     from fitlab.study import run_grid
 
+    for job in load_grid(args.grid)[1]:  # refuse (before writing) what would not fit
+        check_size(job.scenario, ("simulate",), f"{args.grid} ({job.scenario_id})", args,
+                   args.workers)
     out = run_grid(args.grid, args.out, report=not args.no_report, fast=args.fast,
                    precision=precision_flags(args), **batch_options(args))
     return report_batch(out)
@@ -186,11 +193,14 @@ def report_batch(out: dict) -> int:
     for e in res.task_errors:
         print(f"fitlab: task failed ({e['scenario_id']} {e['role']} replicates "
               f"{e['replicates'][0]}-{e['replicates'][-1]}): {e['error']}", file=sys.stderr)
+    for f in res.all_failed:
+        print(f"fitlab: every fit failed: {f['estimator']} on {f['scenario_id']} "
+              f"({f['role']}, {f['fits']} fits); first error: {f['error']}", file=sys.stderr)
     rec = out.get("report")
     if rec is not None:
         from fitlab.runner import describe
 
         print(describe(rec))
-    bad = res.task_errors or (rec is not None and rec["status"] != "ok") \
+    bad = res.task_errors or res.all_failed or (rec is not None and rec["status"] != "ok") \
         or (run is not None and not run.met)
     return EXIT_FAILED if bad else 0

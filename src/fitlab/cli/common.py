@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
-__all__ = ["EXIT_USER", "EXIT_FAILED", "fail", "scenario", "print_json", "at_least",
-           "workers_default", "command", "SCENARIO_HELP"]
+__all__ = ["EXIT_USER", "EXIT_FAILED", "fail", "scenario", "check_size", "add_force",
+           "print_json", "at_least", "workers_default", "command", "SCENARIO_HELP"]
 
 #: Help of every positional scenario argument.
 SCENARIO_HELP = ('scenario YAML file, or "default" for the embedded FIT design A '
@@ -21,16 +22,48 @@ EXIT_FAILED = 1
 
 
 def fail(msg: str, code: int = EXIT_USER) -> int:
-    """Print ``fitlab: error: msg`` on stderr and return ``code``."""
+    """Print ``fitlab: error: msg`` on stderr and return ``code``.
+
+    Anything in ``msg`` that looks like a personal identity number is masked: a last
+    guard, since the lab's messages never quote data values that could be one.
+    """
+    if re.search(r"\d{6}", msg):  # cheap test first: importing models takes a second
+        from models.privacy import redact
+
+        msg = redact(msg)
     print(f"fitlab: error: {msg}", file=sys.stderr)
     return code
 
 
-def scenario(spec: str):
-    """The scenario named on the command line: ``"default"`` or a YAML path."""
+def scenario(spec: str, commands=(), args=None, workers: int = 1):
+    """The scenario named on the command line: ``"default"`` or a YAML path.
+
+    With ``commands`` (``"simulate"``, ``"power"``), also refuse a scenario that would
+    not fit this machine (:func:`simulate.limits.check_resources`) unless ``args.force``;
+    when forced, each problem is printed as a warning.
+    """
     from fitlab.grid import resolve_scenario
 
-    return resolve_scenario(spec)
+    sc = resolve_scenario(spec)
+    if commands:
+        check_size(sc, commands, spec, args, workers)
+    return sc
+
+
+def check_size(sc, commands, source: str, args=None, workers: int = 1) -> None:
+    """Refuse (or, with ``--force``, warn about) a scenario too large for this machine."""
+    from simulate.limits import check_resources
+
+    force = bool(getattr(args, "force", False))
+    for p in check_resources(sc, commands, source=str(source), workers=workers, force=force):
+        print(f"fitlab: warning: {p} (--force: running anyway)", file=sys.stderr)
+
+
+def add_force(parser) -> None:
+    """The ``--force`` flag of the commands that simulate or compute power."""
+    parser.add_argument("--force", action="store_true",
+                        help="run even if the scenario looks too large for this machine "
+                        "(default: refuse it)")
 
 
 def print_json(obj) -> None:

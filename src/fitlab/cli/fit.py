@@ -6,15 +6,24 @@ for real data without ``--scenario``, the plan flags alone (defaults elsewhere: 
 month is the last one observed, log time, alpha 0.05, two-sided, individual randomization,
 ORS outcome). The default estimator comes from :mod:`models.defaults` for the plan's
 outcome and design.
+
+Real data are checked before any fit (:func:`models.base.check_long`): a column of Swedish
+personal identity numbers is refused without echoing a value, as are arms not coded 0/1,
+ORS scores outside 0-40, negative months, repeated rows and an exposure that contradicts
+the arm. The output says when a fit did not converge or failed (exit status 1), and flags
+the variance components the data cannot identify (one unit, no therapists) instead of
+reporting them.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from fitlab.cli.common import command, print_json, scenario
+from fitlab.cli.common import EXIT_FAILED, add_force, command, print_json, scenario
 
-__all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns"]
+__all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns",
+           "unidentified", "flag_unidentified", "describe_estimate"]
 
 DATA_SUFFIXES = (".csv", ".parquet")
 #: Flags that set a field of the analysis plan: flag -> (field, type, metavar, help). The
@@ -59,6 +68,7 @@ def add_parser(sub) -> None:
                    "the plan flags alone; e.g. params/fit_individual.yaml)")
     s.add_argument("--json", action="store_true",
                    help="print the whole estimate as one JSON object (default: one line)")
+    add_force(s)
     g = s.add_argument_group("analysis plan", "override the scenario's plan (real data "
                              "without --scenario: the plan is these flags alone)")
     for flag, (dest, type_, metavar, help_) in PLAN_FLAGS.items():
@@ -69,7 +79,7 @@ def add_parser(sub) -> None:
 def cmd_fit(args) -> int:
     """Fit and print the estimate (one line, or the whole Estimate as JSON)."""
     from fitlab.errors import UsageError
-    from models import get_estimator
+    from models import LongFormatError, get_estimator
     from models.defaults import default_estimators
 
     src = Path(args.source)
@@ -78,7 +88,7 @@ def cmd_fit(args) -> int:
         raise UsageError("--columns and --scenario apply to a data file, not a scenario")
     data = read_long(src) if real else None  # a missing file is named before anything else
     spec = args.scenario if real else args.source
-    sc = scenario(spec) if spec else None
+    sc = scenario(spec, () if real else ("simulate",), args) if spec else None
     plan = analysis_plan(args, sc)
     name = args.estimator or default_estimators(plan)[0]
     est = get_estimator(name, plan, columns=parse_columns(args.columns))
@@ -86,13 +96,64 @@ def cmd_fit(args) -> int:
         from simulate import simulate_trial
 
         data = simulate_trial(sc, sc.seed if args.seed is None else args.seed).data
-    e = est.fit(data)
+    try:
+        checked = est.prepare(data)  # refuses bad data before the fit, with a clear message
+    except LongFormatError as exc:
+        if not real:
+            raise
+        raise LongFormatError(f"data file {src}: {exc}") from None
+    e = flag_unidentified(est.fit(data), unidentified(checked))
     if args.json:
         print_json(e.to_dict())
     else:
-        print(f"{e.estimator} ({e.estimand}): {e.estimate:.3f} [{e.lower:.3f}, {e.upper:.3f}]"
-              f" se {e.se:.3f}" + (f" p {e.p_value:.4f}" if e.p_value is not None else ""))
-    return 0
+        print(describe_estimate(e))
+    ok = e.converged and math.isfinite(e.estimate)
+    return 0 if ok else EXIT_FAILED
+
+
+def unidentified(df) -> dict[str, str]:
+    """Variance components the data cannot identify -> why (from a checked long table)."""
+    out: dict[str, str] = {}
+    units = int(df["unit"].nunique()) if "unit" in df.columns else 0
+    if units < 2:
+        why = f"the data have {units} unit{'s' if units != 1 else ''}"
+        out["var_unit"] = out["var_unit_period"] = why
+    if "therapist" in df.columns:
+        ther = df.loc[df["therapist"] != -1, ["therapist", "unit"]] if "unit" in df.columns \
+            else df.loc[df["therapist"] != -1, ["therapist"]]
+        n = int(ther["therapist"].nunique())
+        if n == 0:
+            out["var_therapist"] = "the data have no therapists"
+        elif "unit" in ther.columns and n == units and units >= 1:
+            out["var_therapist"] = ("one therapist per unit: therapist and unit variance "
+                                    "cannot be told apart")
+    return out
+
+
+def flag_unidentified(e, why: dict[str, str]):
+    """``e`` with unidentified variance components removed from ``extra`` and named in
+    ``diagnostics`` (``unidentified`` and ``warnings``)."""
+    hit = {k: v for k, v in why.items() if k in e.extra}
+    if hit:
+        for k, reason in hit.items():
+            e.extra[k] = None
+            e.diagnostics.setdefault("warnings", []).append(
+                f"{k} not identified ({reason}); not reported")
+        e.diagnostics["unidentified"] = sorted(hit)
+    return e
+
+
+def describe_estimate(e) -> str:
+    """The text output of one fit: the estimate, or why there is none, and its warnings."""
+    head = f"{e.estimator} ({e.estimand}): "
+    if not math.isfinite(e.estimate):
+        line = head + "FAILED: no estimate"
+    else:
+        line = (head + ("NOT CONVERGED (do not use): " if not e.converged else "")
+                + f"{e.estimate:.3f} [{e.lower:.3f}, {e.upper:.3f}] se {e.se:.3f}"
+                + (f" p {e.p_value:.4f}" if e.p_value is not None else ""))
+    notes = [str(w) for w in e.diagnostics.get("warnings") or []]
+    return "\n".join([line] + [f"  warning: {w}" for w in notes])
 
 
 def analysis_plan(args, sc=None):
@@ -105,7 +166,10 @@ def analysis_plan(args, sc=None):
     """
     from models.plan import AnalysisPlan, PlanError
 
-    base = AnalysisPlan.from_scenario(sc).model_dump() if sc is not None else {}
+    # real data without a scenario: an ORS outcome unless --outcome says otherwise (so
+    # that scores outside 0-40 are refused)
+    base = AnalysisPlan.from_scenario(sc).model_dump() if sc is not None else \
+        {"outcome": "ors"}
     flag_of = {dest: flag for flag, (dest, *_) in PLAN_FLAGS.items()}
     given = {dest: getattr(args, dest) for dest in flag_of if getattr(args, dest) is not None}
     try:
@@ -127,12 +191,17 @@ def read_long(path: Path):
 
     from fitlab.errors import MissingFileError, ProblemsError
 
+    if path.is_dir():
+        raise ProblemsError("data file", str(path), ["is a folder, not a file"])
     if not path.is_file():
         raise MissingFileError(f"data file not found: {path}")
     try:
         return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except (ValueError, OSError) as exc:  # a parser's complaint about the user's file
-        raise ProblemsError("data file", str(path), [f"cannot be read: {exc}"]) from None
+        from models.privacy import redact
+
+        raise ProblemsError("data file", str(path),
+                            [f"cannot be read: {redact(str(exc))}"]) from None
 
 
 def parse_columns(spec: str | None) -> dict[str, str] | None:

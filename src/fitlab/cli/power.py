@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fitlab.cli.common import SCENARIO_HELP, command, print_json, scenario
+from fitlab.cli.common import SCENARIO_HELP, add_force, command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_power"]
 
@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
     s.add_argument("scenario", help=SCENARIO_HELP)
     s.add_argument("--json", action="store_true",
                    help="print every quantity as one JSON object (default: a short summary)")
+    add_force(s)
     s.set_defaults(func=cmd_power)
 
 
@@ -24,7 +25,7 @@ def cmd_power(args) -> int:
     from fitlab.cli.summary import power_summary
     from simulate.power import power
 
-    sc = scenario(args.scenario)
+    sc = scenario(args.scenario, ("power",), args)
     res = power(sc)
     if args.json:
         print_json(res)

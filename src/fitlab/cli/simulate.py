@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fitlab.cli.common import SCENARIO_HELP, command, print_json, scenario
+from fitlab.cli.common import SCENARIO_HELP, add_force, command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_simulate"]
 
@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     s.add_argument("--out", required=True, metavar="FILE",
                    help="output file ending in .csv or .parquet (default: none, required; "
                    "e.g. trial.parquet)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (default: refuse)")
+    add_force(s)
     s.set_defaults(func=cmd_simulate)
 
 
@@ -37,7 +40,11 @@ def cmd_simulate(args) -> int:
     out = Path(args.out)
     if out.suffix not in WRITERS:
         raise UsageError(f"--out must end in .csv or .parquet, got {out.name!r}")
-    sc = scenario(args.scenario)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name a .csv or .parquet file")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"--out {out} exists; --overwrite replaces it")
+    sc = scenario(args.scenario, ("simulate",), args)
     seed = sc.seed if args.seed is None else args.seed
     trial = simulate_trial(sc, seed)
     atomic_write(out, lambda tmp: WRITERS[out.suffix](trial.data, tmp))

@@ -214,13 +214,8 @@ def _power_cluster(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
     """Parallel cluster randomization: Eldridge's design effect, therapists within units."""
     d, s = sc.design, sc.size
     arms = _arms(sc)
-    k_t = round(s.units * d.treated_share)
+    k_t = round(s.units * d.treated_share)  # 1..units-1: the scenario refuses an empty arm
     k_c = s.units - k_t
-    if k_t < 1 or k_c < 1:
-        raise PowerInputError(
-            f"size.units ({s.units}) and design.allocation_ratio ({d.allocation_ratio:g}) "
-            "leave an arm without units"
-        )
     cv = s.cluster_size_cv
     out = {**base, "units_treat": k_t, "units_control": k_c}
     variance = 0.0
