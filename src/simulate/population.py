@@ -22,13 +22,14 @@ def cluster_sizes(size, rng) -> np.ndarray:
     return np.maximum(1, np.rint(draws)).astype(int)
 
 
-def cluster_size_distribution(size, points: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def cluster_size_distribution(size, points: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """The distribution of :func:`cluster_sizes`: sizes and their probabilities.
 
     The rounded gamma, at least 1, exactly (one entry per whole size) when it has at most
-    400 sizes worth keeping, else as ``points`` equally likely quantiles (large units,
-    where rounding no longer matters). Sizes with probability below 1e-9 are left out
-    and the rest renormalized.
+    ``points`` sizes worth keeping, else as ``points`` equally likely quantiles (their
+    midpoints, rounded, at least 1): a quadrature for expectations of smooth functions of
+    the size, such as a unit's information. Sizes with probability below 1e-9 are left
+    out and the rest renormalized.
     """
     m, cv = size.clients_per_unit, size.cluster_size_cv
     if cv == 0:
@@ -37,7 +38,7 @@ def cluster_size_distribution(size, points: int = 64) -> tuple[np.ndarray, np.nd
 
     dist = stats.gamma(1.0 / cv**2, scale=m * cv**2)
     hi = int(np.ceil(dist.isf(1e-9))) + 1
-    if hi <= 400:
+    if hi <= points:
         n = np.arange(1, hi + 1, dtype=float)
         upper = dist.cdf(n + 0.5)
         prob = np.diff(np.r_[0.0, upper])  # size 1 takes every draw below 1.5

@@ -394,7 +394,7 @@ def fitted_model(sc) -> FittedModel:
                            client=np.concatenate(rows["client"])))
         # the estimand: E[clip Y(1) - clip Y(0)] at the primary month over clients offered FIT
         if u.exposure.any():
-            treated = client_moments(sc, design, u)["mean"][:, 0]
+            treated = np.einsum("ca,caj->cj", mom["prob"], mom["mean"])  # over both classes
             untreated = client_moments(sc, design, u, exposure=0)["mean"][:, 0]
             j = design.primary
             wt = u.share * u.exposure * u.count
@@ -474,6 +474,11 @@ def _start(kinds: list[_Kind], t: np.ndarray, vc: dict, n_periods_work: int) -> 
     return np.array(theta)
 
 
+#: Results by scenario hash: power curves and solvers revisit scenarios.
+_CACHE: dict[str, dict[str, Any]] = {}
+_CACHE_SIZE = 256
+
+
 def fitted_power(sc, theta=None) -> dict[str, Any]:
     """Analytic power of ``reml_trajectory`` / ``reml_stepped_wedge`` on a scenario.
 
@@ -494,6 +499,9 @@ def fitted_power(sc, theta=None) -> dict[str, Any]:
         standard deviation), ``df``, ``alpha``, ``sides``, the working variance
         components REML converges to (``var_*``) and ``theta``.
     """
+    key = sc.hash()
+    if key in _CACHE:
+        return dict(_CACHE[key])
     model = fitted_model(sc)
     theta, res = model.solve(theta)
     i = model.target
@@ -521,7 +529,10 @@ def fitted_power(sc, theta=None) -> dict[str, Any]:
         "var_unit_period": float(var[2]) if model.n_periods_work else 0.0,
         "theta": [float(x) for x in theta],
     }
-    return out
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = out
+    return dict(out)
 
 
 def power_of_test(effect: float, sd: float, se: float, df: float, alpha: float,
