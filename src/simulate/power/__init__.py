@@ -21,6 +21,7 @@ Examples
 
 from simulate.power.checks import PowerInputError
 from simulate.power.claims import check_power_claim, ips_power_claim
+from simulate.power.fitted import fitted_power
 from simulate.power.formulas import (
     clipped_normal_moments,
     d_from_odds_ratio,
@@ -35,7 +36,6 @@ from simulate.power.formulas import (
     power_two_sample,
     variance_clustered_arms,
 )
-from simulate.power.fitted import fitted_power
 from simulate.power.scenario import (
     baseline_adjusted,
     baseline_correlation,

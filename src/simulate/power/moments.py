@@ -32,7 +32,7 @@ Examples
 >>> from simulate import load_scenario
 >>> design = expected_design(load_scenario(None))
 >>> [u.kind for u in design.units], design.units[0].count
-[('individual', 0), 12.0]
+([('individual', 0)], 12.0)
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ def selection_model(sc, design: ExpectedDesign) -> Selection:
             a_att.append(0.0)
             continue
         we = w[on] / w[on].sum()
-        a_att.append(_intercept(lambda a, on=on, we=we: we @ sel.attrition(z[on], up[on], e, a),
-                                rate))
+        a_att.append(_intercept(
+            lambda a, on=on, we=we, e=e: we @ sel.attrition(z[on], up[on], e, a), rate))
     sel.a_attrition = (a_att[0], a_att[1])
     return sel
 
@@ -297,7 +297,6 @@ def _nodes(sc, design: ExpectedDesign, unit: UnitKind, exposure) -> dict:
     vc = variance_components(oc)
     expo = unit.exposure if exposure is None else np.broadcast_to(exposure, unit.exposure.shape)
     has_t = unit.group >= 0
-    t = design.time
     var_level = (vc["var_unit"] * oc.cluster_autocorrelation + vc["var_client"]
                  + vc["var_therapist"] * has_t)
     nt, cp, lev, p = _classes(sc)
@@ -343,7 +342,7 @@ def client_moments(sc, design: ExpectedDesign, unit: UnitKind, selection=None,
     """
     oc, c = sc.outcome, sc.compliance
     nd = _nodes(sc, design, unit, exposure)
-    vc, sd_e, p, lev, cp = nd["vc"], nd["sd_e"], nd["p"], nd["lev"], nd["cp"]
+    vc, sd_e, p, lev = nd["vc"], nd["sd_e"], nd["p"], nd["lev"]
     t = design.time
     z, w = gauss_hermite(_NODES)
     # location: clients x classes x occasions x level node x slope node

@@ -246,7 +246,9 @@ def _power_cluster(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
     out["method"] = ("parallel cluster randomization, Var = sum_arm s^2 DE/(k m), DE = 1 + "
                      "((CV^2+1) m - 1)(rho_u + rho_t / t) (Eldridge 2006, with therapists "
                      "nested in units)")
-    return _finish(out, variance, sc.analysis, df=float(k_t + k_c - 2))
+    # the t reference needs at least three units (one degree of freedom)
+    return _finish(out, variance, sc.analysis,
+                   df=float(k_t + k_c - 2) if k_t + k_c > 2 else None)
 
 
 def _power_stepped_wedge(sc: Any, base: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ Examples
 >>> from simulate import Scenario
 >>> out = solve_size(Scenario().replace({"effect.d": 0.5}), "size.units", method="textbook")
 >>> out["value"], out["power"] >= 0.8 > out["power_below"]
-(92, True)
+(76, True)
 """
 
 from __future__ import annotations
