@@ -8,6 +8,7 @@ search over the size grid, and the fitted-model power at the solution's boundary
 import json
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -113,3 +114,21 @@ def test_cli_solve_and_mde(capsys):
     assert main(["power", "default", "--solve", "size.nope"]) == 2
     err = capsys.readouterr().err
     assert "field must be one of" in err and "Traceback" not in err
+
+
+def test_open_cohort_reduces_to_hooper_closed_cohort():
+    from simulate.power import hooper_variance, stepped_wedge_gls_variance, stepped_wedge_schedule
+
+    # everyone measured once in every period: P_ts = m between periods, 0 within
+    x = stepped_wedge_schedule(4, units_per_step=2)
+    m, rho, rho_c, rho_s = 10.0, 0.05, 0.8, 0.6
+    pairs = np.full(x.shape + (x.shape[1],), m)
+    pairs[:, np.arange(x.shape[1]), np.arange(x.shape[1])] = 0.0
+    closed = hooper_variance(1.0, rho, m, steps=4, clusters_per_step=2,
+                             cluster_autocorrelation=rho_c, individual_autocorrelation=rho_s)
+    assert stepped_wedge_gls_variance(x, 1.0, rho, m, rho_c, rho_s, pairs=pairs) == \
+        pytest.approx(closed, rel=1e-10)
+    # nobody measured twice: the cross-sectional design, whatever rho_s
+    cross = stepped_wedge_gls_variance(x, 1.0, rho, m, rho_c)
+    assert stepped_wedge_gls_variance(x, 1.0, rho, m, rho_c, rho_s, pairs=0 * pairs) == \
+        pytest.approx(cross, rel=1e-10)

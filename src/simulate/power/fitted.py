@@ -16,10 +16,12 @@ simulator's data, which the model does not describe exactly:
    patterns.
 2. **True moments of the recorded scores** (:func:`simulate.power.moments.client_moments`):
    the means and within-client covariances of the 0-40 scores by quadrature (clipping, the
-   not-on-track and complier mixtures, effect heterogeneity), and what clients share (the
-   unit, unit x period and therapist intercepts, and the therapist's fidelity, which
-   makes the FIT effect vary between therapists: a therapist random slope the model
-   leaves out).
+   not-on-track and complier mixtures, effect heterogeneity), separately for clients who
+   complete the follow-ups and those who leave (MAR attrition selects on the recorded
+   baseline, MNAR on progress, with the simulator's calibrated intercepts:
+   :func:`simulate.power.moments.selection_model`), and what clients share (the unit,
+   unit x period and therapist intercepts, and the therapist's fidelity, which makes the
+   FIT effect vary between therapists: a therapist random slope the model leaves out).
 3. **What REML converges to**: the working variance parameters ``theta*`` that minimize
    the expected REML deviance ``E[-2 l(theta)] = log|V| + log|X'V^-1 X| + tr(P Sigma) +
    mu' P mu`` under the true mean ``mu`` and covariance ``Sigma``.
@@ -27,17 +29,26 @@ simulator's data, which the model does not describe exactly:
    the recorded scale as the model projects it), its true variance, the sandwich
    ``F^-1 X'V^-1 Sigma V^-1 X F^-1`` with ``F = X'V^-1X``, and the model-based variance
    ``F^-1`` that its test uses, all at ``theta*``.
+   The true variance also counts how a client's contribution to the estimating
+   equation varies with their attrition pattern (their residual mean differs by pattern).
 5. **Power**: ``P(|b| > c se_model)`` for ``b ~ N(mean, true variance)`` and ``c`` the t
    quantile on the estimator's degrees of freedom (one-sided: in the direction of the
    effect).
+
+Why here and not in ``models``: the answer is mostly the truth (the moments of what the
+simulator records), which belongs to ``simulate``; the REML engine
+(:mod:`models.reml.engine`) evaluates ``X'H^-1X`` on actual rows, with no fractional
+weights, and has no use for a true covariance different from the working one, which the
+sandwich needs. The expected design is small (a few hundred kinds of client), so dense
+``J x J`` client blocks and Woodbury's identity at the unit level are cheap and keep
+``simulate`` free of ``models``.
 
 Every sum over the clients of a unit is an expected sum (the share of each kind of
 client times the unit's size), and units are summed over the size distribution: exact
 for the unit's information when all units of a kind hold the same mix of clients, a
 mean-field approximation otherwise. Each unit's ``X'V^-1X`` comes from Woodbury's
 identity with the client blocks (``J x J``) and the unit-level effects (therapists, unit,
-periods), as in :mod:`models.reml.engine`; ``simulate`` does not import ``models``, so
-the few lines of algebra are written here for dense small blocks.
+periods), as in :mod:`models.reml.engine`.
 
 Examples
 --------
@@ -344,7 +355,7 @@ def fitted_model(sc) -> FittedModel:
     p = len(names)
     vc = variance_components(sc.outcome)
     kinds = []
-    itt_num = itt_den = 0.0
+    itt_num = itt_den = latent_num = 0.0
     selection = selection_model(sc, design)
     masks = attrition_patterns(sc, 0)[0]  # complete, then leaving at each follow-up
     n_leave = len(masks) - 1
@@ -399,13 +410,15 @@ def fitted_model(sc) -> FittedModel:
             j = design.primary
             wt = u.share * u.exposure * u.count
             itt_num += float(wt @ (treated[:, j] - untreated[:, j]))
+            latent_num += float(wt @ mom["latent_effect"])
             itt_den += float(wt.sum())
     has_t = any(sum(k.therapists) > 0 for k in kinds)
     clients = float(sc.size.units * (design.sizes @ design.size_prob))
     model = FittedModel(kinds, design.sizes, design.size_prob, t, names,
                         len(names) - 1, p, nPw, d_true, nP, has_t, clients,
                         _start(kinds, t, vc, nPw),
-                        {"itt_recorded": itt_num / itt_den if itt_den else 0.0})
+                        {"itt_recorded": itt_num / itt_den if itt_den else 0.0,
+                         "itt_latent": latent_num / itt_den if itt_den else 0.0})
     _stack_rows(model)
     return model
 
@@ -495,6 +508,7 @@ def fitted_power(sc, theta=None) -> dict[str, Any]:
         ``estimator``, ``target`` (the tested coefficient), ``power``, ``effect`` (the
         estimator's expected value, ORS points), ``itt_recorded`` (the true ITT on the
         recorded scale, ``E[clip Y(1) - clip Y(0)]`` over clients offered FIT),
+        ``itt_latent`` (the same before clipping),
         ``se_model`` (the standard error the fit reports), ``se_true`` (the estimator's
         standard deviation), ``df``, ``alpha``, ``sides``, the working variance
         components REML converges to (``var_*``) and ``theta``.
@@ -516,6 +530,7 @@ def fitted_power(sc, theta=None) -> dict[str, Any]:
         "target": model.names[i],
         "effect": effect,
         "itt_recorded": model.truth["itt_recorded"],
+        "itt_latent": model.truth["itt_latent"],
         "se_model": se_m,
         "se_true": se_t,
         "df": df,

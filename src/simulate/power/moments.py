@@ -308,7 +308,7 @@ def _nodes(sc, design: ExpectedDesign, unit: UnitKind, exposure) -> dict:
     calendar = unit.start[:, None] + design.months[None, :]
     loc0 = oc.intake_mean + oc.secular_trend * calendar / 12.0  # clients x occasions
     return {"var_level": var_level, "sd_e": float(np.sqrt(vc["var_resid"] + vc["var_unit_period"])),
-            "prog": prog, "loc0": loc0, "cp": cp, "lev": lev, "p": p, "expo": np.asarray(expo),
+            "prog": prog, "tau": tau, "loc0": loc0, "cp": cp, "lev": lev, "p": p, "expo": np.asarray(expo),
             "vc": vc}
 
 
@@ -393,6 +393,7 @@ def client_moments(sc, design: ExpectedDesign, unit: UnitKind, selection=None,
         out["mean_lev"].append(mean_lev)
     res = {k: np.stack(v, axis=1) for k, v in out.items()}
     res["lev_prob"] = lev_prob
+    res["latent_effect"] = nd["tau"] @ p
     res["shared"] = {"unit": vc["var_unit"] * oc.cluster_autocorrelation,
                      "unit_period": vc["var_unit_period"], "therapist": vc["var_therapist"]}
     return res

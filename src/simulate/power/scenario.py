@@ -563,7 +563,7 @@ def baseline_adjusted(scenario: Any, out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def power_curve(scenario: Any, field: str, values: Iterable[Any], fitted: bool = True) -> Any:
+def power_curve(scenario: Any, field: str, values: Iterable[Any], fitted: bool = False) -> Any:
     """Power over the values of one dotted field, e.g. ``"size.units"``.
 
     Parameters
@@ -574,7 +574,8 @@ def power_curve(scenario: Any, field: str, values: Iterable[Any], fitted: bool =
     values : iterable
         Values to try.
     fitted : bool
-        Include ``power_fitted`` (see :func:`power`).
+        Include ``power_fitted`` (see :func:`power`; about a second per value, so off
+        by default).
 
     Returns
     -------

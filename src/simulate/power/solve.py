@@ -30,7 +30,6 @@ from typing import Any
 
 from scipy import optimize
 
-from simulate.errors import FitlabError
 from simulate.power.checks import PowerInputError, proportion
 
 __all__ = ["solve_size", "mde", "SIZE_FIELDS", "METHODS"]
@@ -70,6 +69,17 @@ def _sized(scenario, field: str, value: int):
     if field == "units_per_step":
         return scenario.replace({"size.units": value * scenario.design.steps})
     return scenario.replace({field: value})
+
+
+def _refused(scenario, field: str, value: int) -> str | None:
+    """Why the scenario refuses ``field = value`` (its problems, one line), or None."""
+    from simulate.scenario import ScenarioError
+
+    try:
+        _sized(scenario, field, value)
+    except ScenarioError as exc:
+        return "; ".join(exc.problems)
+    return None
 
 
 def _lowest(scenario, field: str) -> int:
@@ -116,7 +126,8 @@ def solve_size(scenario, field: str, target: float = 0.8, method: str | None = N
         needed; ``None`` if not reachable), ``power`` (at ``value``), ``power_below``
         (at ``value - 1``; ``None`` at the lowest size), ``current`` (the scenario's
         value) and ``power_current``, ``units`` and ``clients_per_unit`` of the solution,
-        ``evaluations``, and ``limit`` (why the target is out of reach, else ``None``).
+        ``evaluations``, and where the target is out of reach ``limit`` (why), ``largest``
+        (the largest size tried) and ``power_largest`` (its power), else ``None``.
     """
     if field not in SIZE_FIELDS:
         raise PowerInputError(f"field must be one of {', '.join(SIZE_FIELDS)}, got {field!r}")
@@ -154,20 +165,30 @@ def solve_size(scenario, field: str, target: float = 0.8, method: str | None = N
         n = start
         while n_ok is None:
             nxt = min(2 * n, top)
-            try:
-                ok = pw(nxt) >= target
-            except FitlabError as exc:  # the scenario refuses the size (e.g. caseload cap)
-                top = nxt - 1
-                limit = f"{field} = {nxt} is not a valid scenario: {exc}"
-                if top <= n:
-                    break
-                continue
-            if ok:
+            problem = _refused(scenario, field, nxt)
+            if problem is not None:
+                # the scenario refuses the size (e.g. the caseload cap): find the largest
+                # size it accepts (validation only, no power) and try that once
+                bad = nxt
+                while bad - n > 1:
+                    mid = (n + bad) // 2
+                    if _refused(scenario, field, mid) is None:
+                        n = mid
+                    else:
+                        bad = mid
+                limit = f"{field} = {bad} is not a valid scenario: {_refused(scenario, field, bad)}"
+                top = n
+                if n > n_fail and pw(n) >= target:
+                    n_ok = n
+                else:
+                    n_fail = n
+                break
+            if pw(nxt) >= target:
                 n_ok = nxt
             else:
                 n_fail = nxt
                 if nxt >= top:
-                    limit = limit or f"the target is not reached at {field} = {top}"
+                    limit = f"the target is not reached at {field} = {top}"
                     break
                 n = nxt
     while n_ok is not None and n_ok - n_fail > 1:
@@ -182,7 +203,9 @@ def solve_size(scenario, field: str, target: float = 0.8, method: str | None = N
            "power": cache.get(n_ok) if n_ok is not None else None,
            "power_below": cache.get(n_ok - 1) if n_ok is not None and n_ok > lo_bound else None,
            "units": None, "clients_per_unit": None, "evaluations": len(cache),
-           "limit": None if n_ok is not None else limit}
+           "limit": None if n_ok is not None else limit,
+           "largest": None if n_ok is not None else n_fail,
+           "power_largest": None if n_ok is not None else cache.get(n_fail)}
     if n_ok is not None:
         solved = _sized(scenario, field, n_ok)
         out["units"] = solved.size.units
@@ -231,7 +254,8 @@ def mde(scenario, target: float = 0.8, method: str | None = None,
         (of the scenario's effect), and for ORS ``d`` and ``not_on_track_d`` (the
         scenario's effect fields at the MDE), ``effect`` (the ITT at the primary month on
         the recorded 0-40 scale, ORS points), ``effect_d`` (that ITT in SDs of ORS at
-        intake, ``outcome.sd``), ``effect_latent`` (before clipping); for binary
+        intake, ``outcome.sd``), ``effect_latent`` (before clipping), ``effect_fitted``
+        (the fitted estimator's expected value; ``None`` for the textbook); for binary
         ``risk_ratio`` (full uptake and fidelity), ``risk_difference`` (the ITT) and
         ``risk_ratio_itt``. ``None`` values and ``limit`` when the target is not reached
         (for instance where the 0-40 scale caps the effect).
@@ -279,16 +303,20 @@ def mde(scenario, target: float = 0.8, method: str | None = None,
 
 def _describe(scenario, method: str) -> dict[str, Any]:
     """The effect of a scenario on the scales :func:`mde` reports, and its power."""
+    e = scenario.effect
+    if method == "fitted":
+        from simulate.power.fitted import fitted_power
+
+        r = fitted_power(scenario)
+        return {"power": r["power"], "d": e.d, "not_on_track_d": e.not_on_track_d,
+                "effect": r["itt_recorded"], "effect_d": r["itt_recorded"] / scenario.outcome.sd,
+                "effect_latent": r["itt_latent"], "effect_fitted": r["effect"]}
     from simulate.power.scenario import power
 
-    res = power(scenario, fitted=method == "fitted")
+    res = power(scenario, fitted=False)
     if scenario.outcome.kind == "binary":
-        return {"power": res["power_textbook"], "risk_ratio": scenario.effect.risk_ratio,
+        return {"power": res["power_textbook"], "risk_ratio": e.risk_ratio,
                 "risk_difference": res["effect"], "risk_ratio_itt": res["risk_ratio_itt"]}
-    e = scenario.effect
-    effect = res["itt_recorded"] if method == "fitted" else res["effect"]
-    return {"power": res["power_fitted"] if method == "fitted" else res["power_textbook"],
-            "d": e.d, "not_on_track_d": e.not_on_track_d, "effect": effect,
-            "effect_d": effect / scenario.outcome.sd,
-            "effect_latent": res["effect_itt_latent"],
-            "effect_fitted": res.get("effect_fitted") if method == "fitted" else None}
+    return {"power": res["power_textbook"], "d": e.d, "not_on_track_d": e.not_on_track_d,
+            "effect": res["effect"], "effect_d": res["effect"] / scenario.outcome.sd,
+            "effect_latent": res["effect_itt_latent"], "effect_fitted": None}
