@@ -306,7 +306,7 @@ QUIET = {  # no clustering, no extra variance, no attrition: a plain two-sample 
 @pytest.mark.parametrize("kind", ["individual", "cluster"])
 def test_scenario_power_reduces_to_two_sample(kind):
     sc = Scenario().replace({**QUIET, "design.kind": kind})
-    out = an.power(sc)
+    out = an.power(sc, fitted=False)
     n = sc.size.units * sc.size.clients_per_unit / 2
     effect = 0.4 * sc.outcome.sd * sc.compliance.uptake * sc.compliance.mean_multiplier
     assert out["effect_itt_latent"] == pytest.approx(effect)
@@ -330,7 +330,7 @@ def test_clipped_normal_moments_match_simulation():
 def test_scenario_partially_nested_uses_one_design_effect():
     sc = Scenario().replace({"design.control_clustered": False, "design.allocation_ratio": 2.0,
                              "design.block_size": 3, "missingness.attrition_rate": 0.0})
-    out = an.power(sc)
+    out = an.power(sc, fitted=False)
     assert out["design_effect_control"] == 1.0 and out["therapists_control"] == 0
     # the partially nested formula, but controls lack the therapist variance: s_C^2 = s^2 (1 - rho)
     rho = out["icc_therapist_within_unit"]
@@ -343,7 +343,7 @@ def test_scenario_partially_nested_uses_one_design_effect():
 
 def test_scenario_stepped_wedge_gls_equals_hooper_closed_form():
     sc = Scenario().replace({"design.kind": "stepped_wedge", "compliance.ramp_months": 0.0})
-    out = an.power(sc)
+    out = an.power(sc, fitted=False)
     assert out["variance"] == pytest.approx(out["variance_hooper_closed_form"], rel=1e-9)
 
 
@@ -362,16 +362,19 @@ def test_scenario_power_runs_and_is_monotone(changes):
     json.dumps(out)  # JSON-native
     assert 0.05 <= out["power"] < 1 and out["design"] == sc.design.kind
     assert out["n_treat"] > 0 and out["n_control"] > 0
-    more_units = an.power(sc.replace({"size.units": 2 * sc.size.units}))["power"]
-    more_clients = an.power(sc.replace({"size.clients_per_unit": 40.0}))["power"]
-    more_attrition = an.power(sc.replace({"missingness.attrition_rate": 0.4}))["power"]
+    assert (out["power_fitted"] is None) == (sc.outcome.kind == "binary")
+    # the textbook formulas only from here (the fitted power has its own tests)
+    more_units = an.power(sc.replace({"size.units": 2 * sc.size.units}), fitted=False)["power"]
+    more_clients = an.power(sc.replace({"size.clients_per_unit": 40.0}), fitted=False)["power"]
+    more_attrition = an.power(sc.replace({"missingness.attrition_rate": 0.4}),
+                              fitted=False)["power"]
     assert more_units > out["power"] and more_clients > out["power"]
     assert more_attrition < out["power"]
-    assert an.power(sc.null())["power"] == pytest.approx(sc.analysis.alpha)
+    assert an.power(sc.null(), fitted=False)["power"] == pytest.approx(sc.analysis.alpha)
 
 
 def test_power_curve_varies_one_field():
-    df = an.power_curve(Scenario(), "size.units", [8, 12, 20])
+    df = an.power_curve(Scenario(), "size.units", [8, 12, 20], fitted=False)
     assert df["size.units"].tolist() == [8, 12, 20]
     assert df["power"].is_monotonic_increasing
 

@@ -378,21 +378,29 @@ def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
 
 
 def analytic_power(scenario) -> dict[str, float]:
-    """Closed-form power of the scenario (:func:`simulate.power.power`).
+    """Analytic power of the scenario (:func:`simulate.power.power`).
 
-    ``analytic_power`` compares primary-month outcomes; ``analytic_power_adjusted`` adjusts
-    for baseline (ANCOVA). NaN where a formula does not cover the design, recorded rather
-    than failing the summary.
+    ``analytic_power`` is the textbook comparison of primary-month outcomes;
+    ``analytic_power_adjusted`` adjusts it for baseline (ANCOVA);
+    ``analytic_power_fitted`` is the power of the mixed model actually fitted
+    (``reml_trajectory`` / ``reml_stepped_wedge``; ORS only). NaN where a formula does
+    not cover the design, recorded rather than failing the summary.
     """
     from simulate.limits import check_resources
     from simulate.power import power
 
+    nan = {"analytic_power": math.nan, "analytic_power_adjusted": math.nan,
+           "analytic_power_fitted": math.nan}
     if check_resources(scenario, ["power"], force=True):  # would not fit: not attempted
-        return {"analytic_power": math.nan, "analytic_power_adjusted": math.nan}
+        return nan
     try:
         out = power(scenario)
     except (ValueError, NotImplementedError):
-        return {"analytic_power": math.nan, "analytic_power_adjusted": math.nan}
-    adjusted = out.get("power_baseline_adjusted")
-    return {"analytic_power": float(out["power"]),
-            "analytic_power_adjusted": math.nan if adjusted is None else float(adjusted)}
+        return nan
+
+    def num(key):
+        v = out.get(key)
+        return math.nan if v is None else float(v)
+
+    return {"analytic_power": num("power"), "analytic_power_adjusted": num("power_baseline_adjusted"),
+            "analytic_power_fitted": num("power_fitted")}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cluster_sizes", "recruitment_months", "assign_therapists", "max_caseload"]
+__all__ = ["cluster_sizes", "cluster_size_distribution", "recruitment_months",
+           "assign_therapists", "max_caseload"]
 
 
 def cluster_sizes(size, rng) -> np.ndarray:
@@ -19,6 +20,33 @@ def cluster_sizes(size, rng) -> np.ndarray:
     shape = 1.0 / cv**2
     draws = rng.gamma(shape, m / shape, size.units)
     return np.maximum(1, np.rint(draws)).astype(int)
+
+
+def cluster_size_distribution(size, points: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The distribution of :func:`cluster_sizes`: sizes and their probabilities.
+
+    The rounded gamma, at least 1, exactly (one entry per whole size) when it has at most
+    ``points`` sizes worth keeping, else as ``points`` equally likely quantiles (their
+    midpoints, rounded, at least 1): a quadrature for expectations of smooth functions of
+    the size, such as a unit's information. Sizes with probability below 1e-9 are left
+    out and the rest renormalized.
+    """
+    m, cv = size.clients_per_unit, size.cluster_size_cv
+    if cv == 0:
+        return np.array([max(1.0, float(round(m)))]), np.array([1.0])
+    from scipy import stats  # scipy.stats is slow to import; only the analytic power needs it
+
+    dist = stats.gamma(1.0 / cv**2, scale=m * cv**2)
+    hi = int(np.ceil(dist.isf(1e-9))) + 1
+    if hi <= points:
+        n = np.arange(1, hi + 1, dtype=float)
+        upper = dist.cdf(n + 0.5)
+        prob = np.diff(np.r_[0.0, upper])  # size 1 takes every draw below 1.5
+    else:
+        n = np.maximum(1.0, np.rint(dist.ppf((np.arange(points) + 0.5) / points)))
+        prob = np.full(points, 1.0 / points)
+    keep = prob > 1e-9
+    return n[keep], prob[keep] / prob[keep].sum()
 
 
 def recruitment_months(n_per_unit: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng) -> np.ndarray:

@@ -270,6 +270,9 @@ class _Result:
     not_on_track: np.ndarray
     effect: np.ndarray  # per client: the effect at the primary month if FIT is taken up
     risks: tuple[np.ndarray, np.ndarray] | None = None  # binary: risk without, with FIT
+    # ORS: each client's recorded score at the primary month without FIT, Y(0), from the
+    # same draws as ``y_full`` (which is Y(1) for a client offered FIT)
+    y0_primary: np.ndarray | None = None
 
 
 def _ors_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions, rng) -> _Result:
@@ -290,9 +293,13 @@ def _ors_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions, rn
               + oc.secular_trend * occ.calendar / 12.0
               + rng.normal(0, np.sqrt(vc["var_resid"]), occ.calendar.shape))
     y_full = np.round(np.clip(latent, ORS_MIN, ORS_MAX), 1)
+    # the potential outcome without FIT takes the same draws (no random numbers used)
+    j = occ.primary
+    y0 = latent[:, j] - tau_potential * care.uptake * occ.time[j]
+    y0_primary = np.round(np.clip(y0, ORS_MIN, ORS_MAX), 1)
     alliance = rng.standard_normal(n)
     srs = out.srs_scores(latent, alliance, oc, rng)
-    return _Result(y_full, srs, progress, not_on_track, tau_potential)
+    return _Result(y_full, srs, progress, not_on_track, tau_potential, None, y0_primary)
 
 
 def _binary_outcome(sc: Scenario, vc: dict, level, care: _Care, occ: _Occasions,
@@ -407,21 +414,38 @@ def _truth(sc: Scenario, res: _Result, care: _Care, vc: dict) -> dict[str, float
 
     ``itt``: mean effect of offering FIT (non-compliers contribute 0); ``cace``: mean
     effect among offered compliers; ``cace_fidelity_*``: the same within each fidelity
-    level of the client's therapist. Binary outcomes add the risks over the clients
-    offered FIT (``risk_control`` had none taken FIT up, ``risk_treated`` as drawn), their
-    ratio, the ratio among compliers, and ``risk_difference`` (equal to ``itt``).
+    level of the client's therapist.
+
+    ORS: the effect is on the recorded scale, as the estimators see it: ``Y(1) - Y(0)``
+    at the primary month with both potential outcomes clipped to 0-40 and rounded, drawn
+    with the same random numbers. The latent (unclipped) effects are kept as
+    ``itt_latent``, ``cace_latent`` and ``cace_fidelity_*_latent``; they are larger where
+    scores pile up at the ceiling. Binary outcomes: the effect is the risk difference at
+    the primary month; the risks over the clients offered FIT are added
+    (``risk_control`` had none taken FIT up, ``risk_treated`` as drawn), their ratio, the
+    ratio among compliers, and ``risk_difference`` (equal to ``itt``).
     """
-    effect, complier = res.effect, care.complier
+    latent, complier = res.effect, care.complier
     exposed = care.exposure == 1
     sel = exposed & (complier == 1)
+    if res.y0_primary is not None:
+        j = int(np.flatnonzero(np.asarray(sc.followup.months) == sc.followup.primary)[0])
+        effect = res.y_full[:, j] - res.y0_primary  # 0 for non-compliers: Y(1) = Y(0)
+    else:
+        effect = latent * complier
     truth = {
-        "itt": _mean((effect * complier)[exposed]),
+        "itt": _mean(effect[exposed]),
         "cace": _mean(effect[sel]),
         "uptake": _mean(complier[exposed].astype(float)),
         "n_offered": float(exposed.sum()),
     }
     for lev, name in enumerate(FIDELITY_LEVELS):
         truth[f"cace_fidelity_{name}"] = _mean(effect[sel & (care.fidelity == lev)])
+    if res.y0_primary is not None:
+        truth["itt_latent"] = _mean((latent * complier)[exposed])
+        truth["cace_latent"] = _mean(latent[sel])
+        for lev, name in enumerate(FIDELITY_LEVELS):
+            truth[f"cace_fidelity_{name}_latent"] = _mean(latent[sel & (care.fidelity == lev)])
     if res.risks is not None:
         p0, p1 = res.risks
         truth["risk_control"] = _mean(p0[exposed])

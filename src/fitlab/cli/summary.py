@@ -157,19 +157,21 @@ def _solver_lines(scenario: Any) -> list[str]:
         fields = ["size.units", "size.clients_per_unit"]
         for field in fields:
             try:
-                got = solve(scenario, field, target=SOLVE_TARGET)
+                # the textbook formulas: quick enough for a summary (the fitted model's
+                # answer is `fitlab power SCENARIO --solve FIELD`)
+                got = solve(scenario, field, target=SOLVE_TARGET, method="textbook")
             except (FitlabError, ValueError, TypeError):
                 continue
             value = got.get("value", got.get(field)) if isinstance(got, dict) else got
             if value is not None:
-                out.append(f"{field} {_f(value)} for power {SOLVE_TARGET:g}")
+                out.append(f"{field} {_f(value)} for power {SOLVE_TARGET:g} (textbook)")
     mde = getattr(sp, "mde", None)
     if mde is not None:
         try:
-            got = mde(scenario, target=SOLVE_TARGET)
+            got = mde(scenario, target=SOLVE_TARGET, method="textbook")
         except (FitlabError, ValueError, TypeError):
             got = None
         value = got.get("d", got.get("mde")) if isinstance(got, dict) else got
         if value is not None:
-            out.append(f"detectable effect d {_f(value)} at power {SOLVE_TARGET:g}")
+            out.append(f"detectable effect d {_f(value)} at power {SOLVE_TARGET:g} (textbook)")
     return out

@@ -5,6 +5,11 @@
 - :mod:`~simulate.power.stepped_wedge`: the stepped-wedge schedule and its variance
   (Hussey & Hughes 2007, Hooper et al. 2016, GLS for any design).
 - :mod:`~simulate.power.scenario`: :func:`power` and :func:`power_curve` for a scenario.
+- :mod:`~simulate.power.fitted`: :func:`fitted_power`, the power of the mixed model
+  actually fitted, from its expected information (with :mod:`~simulate.power.moments`,
+  the expected design and the moments of the recorded scores).
+- :mod:`~simulate.power.solve`: :func:`solve_size` and :func:`mde`, sample size and
+  minimum detectable effect by either analytic power.
 - :mod:`~simulate.power.claims`: published power statements recomputed.
 
 Examples
@@ -16,6 +21,7 @@ Examples
 
 from simulate.power.checks import PowerInputError
 from simulate.power.claims import check_power_claim, ips_power_claim
+from simulate.power.fitted import fitted_power
 from simulate.power.formulas import (
     clipped_normal_moments,
     d_from_odds_ratio,
@@ -33,10 +39,12 @@ from simulate.power.formulas import (
 from simulate.power.scenario import (
     baseline_adjusted,
     baseline_correlation,
+    individual_autocorrelation,
     ors_variance_at_primary,
     power,
     power_curve,
 )
+from simulate.power.solve import mde, solve_size
 from simulate.power.stepped_wedge import (
     hooper_variance,
     hussey_hughes_variance,
@@ -69,4 +77,8 @@ __all__ = [
     "baseline_adjusted",
     "power",
     "power_curve",
+    "individual_autocorrelation",
+    "fitted_power",
+    "solve_size",
+    "mde",
 ]

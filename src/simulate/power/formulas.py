@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from simulate.conventions import ORS_MAX, ORS_MIN, expit, gauss_hermite
 from simulate.power.checks import (
@@ -53,7 +53,10 @@ __all__ = [
     "d_from_odds_ratio",
     "observed_icc",
     "clipped_normal_moments",
+    "clipped_moments",
 ]
+
+_SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
 # -- power from a variance -----------------------------------------------------------------
@@ -552,12 +555,22 @@ def clipped_normal_moments(mu: float, sd: float, low: float = ORS_MIN,
     1.0
     """
     sd = positive("sd", sd)
+    m1, m2, inside = clipped_moments(mu, sd, low, high)
+    return {"mean": float(m1), "variance": float(m2 - m1**2), "inside": float(inside)}
+
+
+def clipped_moments(mu, sd, low: float = ORS_MIN, high: float = ORS_MAX):
+    """``E[clip(Y)]``, ``E[clip(Y)^2]`` and ``P(low < Y < high)``, elementwise.
+
+    The array form of :func:`clipped_normal_moments` (no checks; ``sd > 0``), for the
+    quadratures of :mod:`simulate.power.moments`.
+    """
+    mu = np.asarray(mu, dtype=float)
     a, b = (low - mu) / sd, (high - mu) / sd
-    pa, pb = stats.norm.cdf(a), stats.norm.cdf(b)
-    fa, fb = stats.norm.pdf(a), stats.norm.pdf(b)
+    pa, pb = special.ndtr(a), special.ndtr(b)
+    fa, fb = np.exp(-0.5 * a * a) / _SQRT2PI, np.exp(-0.5 * b * b) / _SQRT2PI
     inside = pb - pa
     m1 = low * pa + high * (1 - pb) + mu * inside + sd * (fa - fb)
     m2 = (low**2 * pa + high**2 * (1 - pb) + (mu**2 + sd**2) * inside
           + 2 * mu * sd * (fa - fb) + sd**2 * (a * fa - b * fb))
-    return {"mean": float(m1), "variance": float(m2 - m1**2), "inside": float(inside)}
-
+    return m1, m2, inside

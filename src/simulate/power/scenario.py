@@ -12,7 +12,7 @@ variance against simulated trials.
 Examples
 --------
 >>> from simulate import Scenario
->>> out = power(Scenario().replace({"effect.d": 0.5}))
+>>> out = power(Scenario().replace({"effect.d": 0.5}), fitted=False)
 >>> out["design"], round(out["power"], 2), round(out["power_baseline_adjusted"], 2)
 ('individual', 0.2, 0.24)
 """
@@ -146,16 +146,19 @@ def _icc_pair(sc: Any, p: float | None = None) -> dict[str, float]:
             "icc_therapist": observed_icc(p, lat["var_therapist"], lat["var_unit"] + lat["var_client"])}
 
 
-def _finish(out: dict[str, Any], variance: float, alpha: float, df: float | None = None) -> dict:
-    """Add the variance, SE and power (normal; also t with ``df``) of a two-sided test."""
+def _finish(out: dict[str, Any], variance: float, analysis: Any,
+            df: float | None = None) -> dict:
+    """Add the variance, SE and power (normal; also t with ``df``) of the scenario's test
+    (``analysis.alpha``, one- or two-sided by ``analysis.sides``)."""
+    alpha, sides = analysis.alpha, analysis.sides
     out["variance"] = variance
     out["se"] = math.sqrt(variance)
     out["alpha"] = alpha
-    out["sides"] = 2
-    out["power"] = power_from_variance(out["effect"], variance, alpha, 2)
+    out["sides"] = sides
+    out["power"] = power_from_variance(out["effect"], variance, alpha, sides)
     if df is not None:
         out["df"] = df
-        out["power_t"] = power_from_variance(out["effect"], variance, alpha, 2, df)
+        out["power_t"] = power_from_variance(out["effect"], variance, alpha, sides, df)
     return json_native(out)
 
 
@@ -207,7 +210,7 @@ def _power_individual(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
         "n_treat": arms["n_treat"],
         "n_control": arms["n_control"],
     }
-    return _finish(out, variance, sc.analysis.alpha)
+    return _finish(out, variance, sc.analysis)
 
 
 def _power_cluster(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +241,9 @@ def _power_cluster(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
     out["method"] = ("parallel cluster randomization, Var = sum_arm s^2 DE/(k m), DE = 1 + "
                      "((CV^2+1) m - 1)(rho_u + rho_t / t) (Eldridge 2006, with therapists "
                      "nested in units)")
-    return _finish(out, variance, sc.analysis.alpha, df=float(k_t + k_c - 2))
+    # the t reference needs at least three units (one degree of freedom)
+    return _finish(out, variance, sc.analysis,
+                   df=float(k_t + k_c - 2) if k_t + k_c > 2 else None)
 
 
 def _power_stepped_wedge(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
@@ -300,13 +305,128 @@ def _power_stepped_wedge(sc: Any, base: dict[str, Any]) -> dict[str, Any]:
         out["variance_hooper_closed_form"] = hooper_variance(
             math.sqrt(var_tot), rho, float(np.nanmean(m_eval)), steps, units // steps, rho_c
         )
-    return _finish(out, variance, sc.analysis.alpha)
+    if sc.outcome.kind == "ors":
+        out.update(_stepped_wedge_cohort(sc, out["effect"], var_tot, rho, rho_c))
+    return _finish(out, variance, sc.analysis)
 
 
-def power(scenario: Any) -> dict[str, Any]:
+def _stepped_wedge_cohort(sc: Any, effect: float, var_tot: float, rho: float,
+                          rho_c: float) -> dict[str, Any]:
+    """Stepped wedge, baseline and primary month: Hooper et al. (2016) for an open cohort.
+
+    Each client is measured at baseline (in the calendar period of their start, before
+    any effect) and at the primary month (``primary`` months later, two or three periods
+    on): a pre-post cohort. Cells are units x calendar periods (``period_months``); a
+    cell's exposure is the share of its measurements that are primary-month scores of
+    clients offered FIT, times their fidelity ramp, so the coefficient is the ITT at the
+    primary month. The period means of a unit share clients, so the individual
+    autocorrelation ``rho_s`` (the latent correlation of a client's baseline and
+    primary-month scores beyond unit and therapist: :func:`individual_autocorrelation`)
+    enters through the expected pairs of measurements of one client in each pair of
+    periods (:func:`stepped_wedge_gls_variance` with ``pairs``), not through Hooper's
+    closed cohort, in which everyone is measured in every period and so serves as their
+    own control across crossover: here a client's exposure is fixed at their start, so
+    that would credit comparisons the design does not have.
+
+    Why baseline and primary month only: the textbook analysis compares primary-month
+    scores and its repeated measure is the client's own baseline; the intermediate
+    occasions serve the growth model, whose power ``power_fitted`` gives. Putting every
+    occasion into the cell means treats a client's growth as cross-sectional information
+    and dilutes the effect, which grows with time: at 80 clients per unit of the default
+    stepped wedge it gave less power than the primary-month formula. The variance
+    components are the primary month's; attrition removes occasions as ``simulate_trial``
+    does (:func:`simulate.power.moments.attrition_patterns`); clients per unit are the mean
+    unit size.
+    """
+    from simulate.power.moments import attrition_patterns, expected_design
+
+    design = expected_design(sc)
+    used = np.zeros(design.months.size, dtype=bool)
+    used[[0, design.primary]] = True
+    per_all = [np.floor((u.start[:, None] + design.months[None, :]) / design.period_months)
+               .astype(int) for u in design.units]
+    n_per = max(int(p.max()) for p in per_all) + 1
+    mean_size = float(design.sizes @ design.size_prob)
+    rows_x, rows_m, rows_pairs = [], [], []
+    for u, per in zip(design.units, per_all):
+        cell = per[:, :, None] == np.arange(n_per)[None, None, :]  # clients x J x periods
+        m = np.zeros(n_per)
+        dose = np.zeros(n_per)
+        pairs = np.zeros((n_per, n_per))
+        for expo in (0, 1):
+            sel = u.exposure == expo
+            if not sel.any():
+                continue
+            masks, prob = attrition_patterns(sc, expo)
+            masks = masks & used
+            p_obs = prob @ masks  # J
+            p_both = np.einsum("o,oa,ob->ab", prob, masks, masks)
+            np.fill_diagonal(p_both, 0.0)  # pairs of distinct occasions
+            w = u.share[sel] * mean_size
+            c = cell[sel]
+            m += np.einsum("c,cjk,j->k", w, c, p_obs)
+            dose += np.einsum("c,cjk,j,c->k", w, c, p_obs * design.time,
+                              (u.exposure * u.ramp)[sel])
+            pairs += np.einsum("c,cak,ab,cbl->kl", w, c, p_both, c)
+        observed = m > 1e-9
+        x = np.where(observed, dose / np.where(observed, m, 1.0), np.nan)
+        for _ in range(int(u.count)):
+            rows_x.append(x)
+            rows_m.append(np.where(observed, m, 1.0))
+            rows_pairs.append(pairs)
+    x = np.array(rows_x)
+    keep = ~np.isnan(x).all(axis=0)
+    x = x[:, keep]
+    m_cells = np.array(rows_m)[:, keep]
+    pairs = np.array(rows_pairs)[:, keep][:, :, keep]
+    rho_s = individual_autocorrelation(sc)
+    variance = stepped_wedge_gls_variance(x, math.sqrt(var_tot), rho, m_cells, rho_c, rho_s,
+                                          pairs=pairs)
+    return {"variance_cohort": variance, "individual_autocorrelation": rho_s,
+            "power_cohort": power_from_variance(effect, variance, sc.analysis.alpha,
+                                                sc.analysis.sides),
+            "measurements_per_cell": float(np.nanmean(np.where(np.isnan(x), np.nan, m_cells)))}
+
+
+def individual_autocorrelation(scenario: Any) -> float:
+    """Latent correlation of a client's baseline and primary-month scores beyond unit and
+    therapist (the ``rho_s`` of Hooper et al. 2016 for this pre-post cohort).
+
+    A client's score at model time ``t`` (0 at baseline, 1 at the primary month) is
+    ``c + P t + e``: client intercept, progress (client slope plus the not-on-track and
+    complier mixtures) and occasion noise, so ``rho_s = var_client / sqrt((var_client +
+    var_resid) (var_client + var_P + var_resid))``.
+    """
+    oc, comp = scenario.outcome, scenario.compliance
+    vc = variance_components(oc)
+    share = oc.not_on_track_share
+    var_p = (oc.slope_sd**2 + share * (1 - share) * (oc.mean_change - oc.not_on_track_change) ** 2
+             + comp.uptake * (1 - comp.uptake) * (comp.complier_shift * oc.sd) ** 2)
+    base = vc["var_client"] + vc["var_resid"]
+    return float(vc["var_client"] / math.sqrt(base * (base + var_p)))
+
+
+def power(scenario: Any, fitted: bool = True) -> dict[str, Any]:
     """Analytic power of a scenario's primary ITT comparison at the primary month.
 
-    Dispatches on ``scenario.design.kind`` and ``scenario.outcome.kind``.
+    Two kinds of answer, labelled in the keys:
+
+    - **Textbook** cross-checks (``power``, ``power_textbook``, and the variants below):
+      closed-form formulas for a comparison of scores, the classical way a trial is sized.
+      ``power`` keeps its meaning: the **primary-month, cross-sectional** comparison (one
+      score per client, no baseline adjustment); ``power_baseline_adjusted`` adjusts it
+      for baseline (ANCOVA); the stepped wedge adds ``power_cohort``, Hooper et al.
+      (2016) on baseline and primary-month scores with an open-cohort correction.
+      ``power_textbook`` is the
+      one the sample-size solver uses: ``power_cohort`` for a stepped wedge with an ORS
+      outcome, ``power`` otherwise.
+    - **The estimator actually fitted** (``power_fitted``, with ``fitted=True``): the
+      power of ``reml_trajectory`` / ``reml_stepped_wedge`` on every occasion, from the
+      model's expected information under this scenario's data-generating process
+      (:func:`simulate.power.fitted.fitted_power`). This is the number to compare with
+      simulated power of those estimators; ORS outcomes only (``None`` for binary).
+
+    The textbook formulas, by design:
 
     - **Effect**: the ITT effect, diluted by uptake and the mean fidelity multiplier:
       ORS ``effect.d * outcome.sd * uptake * mean_multiplier`` (``effect_itt_latent``),
@@ -318,9 +438,9 @@ def power(scenario: Any) -> dict[str, Any]:
       that total. Binary: ``p (1 - p)`` with ICCs converted from the latent logit scale by
       :func:`~simulate.power.formulas.observed_icc`.
     - **Analysis**: a comparison of primary-month outcomes with no baseline adjustment
-      (conservative for ANCOVA and growth models), normal approximation, two-sided
-      ``analysis.alpha``; evaluable clients after ``missingness.attrition_rate`` (times
-      ``attrition_ratio`` under FIT).
+      (conservative for ANCOVA and growth models), normal approximation, ``analysis.alpha``
+      with ``analysis.sides`` sides (one-sided in the direction of the effect); evaluable
+      clients after ``missingness.attrition_rate`` (times ``attrition_ratio`` under FIT).
     - ``individual``: therapists per unit split by the allocation ratio (all of them FIT
       therapists when ``design.control_clustered`` is False: partially nested); each arm
       its own design effect with the unit-size CV as the caseload CV; randomization within
@@ -336,25 +456,34 @@ def power(scenario: Any) -> dict[str, Any]:
       ``ramp_months`` delay full FIT (no FIT for ``lag_months`` after crossover; fidelity
       rising linearly from crossover to full over ``ramp_months``), cluster autocorrelation
       ``outcome.cluster_autocorrelation`` for the unit effect (therapist effects persist);
-      GLS variance under the Hooper et al. (2016) model.
+      GLS variance under the Hooper et al. (2016) model. ``power_cohort``: the same model
+      on each client's baseline and primary-month scores by calendar period, with the
+      individual autocorrelation of an open cohort (see :func:`_stepped_wedge_cohort`).
 
     Parameters
     ----------
     scenario : simulate.scenario.Scenario
+    fitted : bool
+        Also compute ``power_fitted`` (about a second; the textbook formulas take
+        milliseconds).
 
     Returns
     -------
     dict
         JSON-native: ``design``, ``outcome``, ``method``, ``effect`` (and its parts),
         ``sd``, ICCs, design effects, evaluable ``n_treat`` / ``n_control``, ``variance``,
-        ``se``, ``power``, ``alpha``; cluster designs add ``df`` and ``power_t``.
+        ``se``, ``power``, ``power_textbook``, ``method_textbook``, ``alpha``, ``sides``;
+        cluster designs add ``df`` and ``power_t``; with ``fitted``: ``power_fitted``,
+        ``effect_fitted`` (the estimator's expected value, ORS points), ``se_fitted``
+        (its true SD), ``se_fitted_model`` (the SE the fit reports), ``df_fitted``,
+        ``estimator_fitted``, ``itt_recorded`` (the true ITT on the recorded scale).
 
     Examples
     --------
     >>> from simulate import Scenario
-    >>> out = power(Scenario().replace({"effect.d": 0.5}))
-    >>> out["design"], round(out["power"], 2)
-    ('individual', 0.2)
+    >>> out = power(Scenario().replace({"effect.d": 0.5}), fitted=False)
+    >>> out["design"], round(out["power"], 2), out["power_textbook"] == out["power"]
+    ('individual', 0.2, True)
     """
     kind = scenario.design.kind
     base = {"design": kind, "outcome": scenario.outcome.kind, **_effect(scenario)}
@@ -366,7 +495,27 @@ def power(scenario: Any) -> dict[str, Any]:
         out = _power_stepped_wedge(scenario, base)
     else:
         raise PowerInputError(f"design.kind must be individual, cluster or stepped_wedge, got {kind!r}")
-    return json_native({**out, **baseline_adjusted(scenario, out)})
+    out = {**out, **baseline_adjusted(scenario, out)}
+    cohort = "power_cohort" in out
+    out["power_textbook"] = out["power_cohort"] if cohort else out["power"]
+    out["method_textbook"] = ("Hooper et al. (2016), baseline and primary month, open cohort"
+                              if cohort else "primary month, cross-sectional")
+    if fitted:
+        out.update(_fitted_keys(scenario))
+    return json_native(out)
+
+
+def _fitted_keys(scenario: Any) -> dict[str, Any]:
+    """``power_fitted`` and its parts (``None`` where the fitted model does not apply)."""
+    keys = ("power_fitted", "effect_fitted", "se_fitted", "se_fitted_model", "df_fitted",
+            "estimator_fitted", "itt_recorded")
+    if scenario.outcome.kind != "ors":
+        return dict.fromkeys(keys)
+    from simulate.power.fitted import fitted_power
+
+    r = fitted_power(scenario)
+    return dict(zip(keys, (r["power"], r["effect"], r["se_true"], r["se_model"], r["df"],
+                           r["estimator"], r["itt_recorded"])))
 
 
 def baseline_correlation(scenario: Any) -> float:
@@ -409,7 +558,7 @@ def baseline_adjusted(scenario: Any, out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def power_curve(scenario: Any, field: str, values: Iterable[Any]) -> Any:
+def power_curve(scenario: Any, field: str, values: Iterable[Any], fitted: bool = False) -> Any:
     """Power over the values of one dotted field, e.g. ``"size.units"``.
 
     Parameters
@@ -419,6 +568,9 @@ def power_curve(scenario: Any, field: str, values: Iterable[Any]) -> Any:
         Dotted path accepted by ``Scenario.replace``.
     values : iterable
         Values to try.
+    fitted : bool
+        Include ``power_fitted`` (see :func:`power`; about a second per value, so off
+        by default).
 
     Returns
     -------
@@ -436,7 +588,7 @@ def power_curve(scenario: Any, field: str, values: Iterable[Any]) -> Any:
 
     rows = []
     for v in values:
-        res = power(scenario.replace({field: v}))
+        res = power(scenario.replace({field: v}), fitted=fitted)
         rows.append({field: v, **{k: r for k, r in res.items() if not isinstance(r, list | dict)}})
     if not rows:
         raise PowerInputError("values must hold at least one value")

@@ -237,6 +237,7 @@ def stepped_wedge_gls_variance(
     m: float | np.ndarray,
     cluster_autocorrelation: float = 1.0,
     individual_autocorrelation: float = 0.0,
+    pairs: np.ndarray | None = None,
 ) -> float:
     """GLS variance of the effect for any stepped-wedge or longitudinal cluster design.
 
@@ -250,6 +251,15 @@ def stepped_wedge_gls_variance(
     :func:`hussey_hughes_variance` (``rho_c = 1``, ``rho_s = 0``) and
     :func:`hooper_variance`.
 
+    **Open cohorts** (``pairs``): where individuals are measured in some periods and not
+    others, or more than once in a period, the individual part of the covariance counts
+    the pairs of measurements of one individual: ``Cov(ybar_it, ybar_is) = sd^2 (rho
+    rho_c + (1-rho) rho_s P_its / (m_it m_is))`` and ``Var(ybar_it)`` gains ``sd^2 (1-rho)
+    rho_s P_itt / m_it^2``, with ``P_its`` the expected number of (ordered) pairs of
+    measurements of the same individual in periods ``t`` and ``s`` (in the same period for
+    ``P_itt``, pairs of distinct measurements). A closed cohort of ``m`` individuals
+    measured once per period has ``P_its = m`` and ``P_itt = 0``: Hooper's model.
+
     Parameters
     ----------
     x : array (I, T)
@@ -259,10 +269,12 @@ def stepped_wedge_gls_variance(
     icc : float
         Within-cluster-period ICC.
     m : float or array (I, T)
-        Individuals per cell.
+        Individuals (measurements) per cell.
     cluster_autocorrelation, individual_autocorrelation : float
-        ``rho_c`` and ``rho_s`` as in :func:`hooper_variance`. ``rho_s > 0`` needs one
-        cell size (a closed cohort).
+        ``rho_c`` and ``rho_s`` as in :func:`hooper_variance`. Without ``pairs``,
+        ``rho_s > 0`` needs one cell size m (a closed cohort).
+    pairs : array (I, T, T), optional
+        Expected same-individual pairs of measurements (open cohort).
 
     Returns
     -------
@@ -284,8 +296,13 @@ def stepped_wedge_gls_variance(
     m_arr = np.broadcast_to(np.asarray(m, dtype=float), x.shape)
     if (m_arr[obs] <= 0).any():
         raise PowerInputError("m must be > 0 in every observed cell")
-    if rho_s > 0 and np.ptp(m_arr[obs]) > 0:
-        raise PowerInputError("individual_autocorrelation > 0 needs one cell size m (a closed cohort)")
+    if pairs is None and rho_s > 0 and np.ptp(m_arr[obs]) > 0:
+        raise PowerInputError("individual_autocorrelation > 0 needs one cell size m (a closed "
+                              "cohort) or the pairs of an open cohort")
+    if pairs is not None:
+        pairs = np.asarray(pairs, dtype=float)
+        if pairs.shape != x.shape + (x.shape[1],) or (pairs < 0).any():
+            raise PowerInputError(f"pairs must be non-negative with shape {x.shape + (x.shape[1],)}")
     n_t = x.shape[1]
     info = np.zeros((n_t + 1, n_t + 1))
     for i in range(x.shape[0]):
@@ -293,9 +310,14 @@ def stepped_wedge_gls_variance(
         if cols.size == 0:
             continue
         mi = m_arr[i, cols]
-        cov = sd**2 * (rho * rho_c + (1 - rho) * rho_s / mi[0])
-        v = np.full((cols.size, cols.size), cov)
-        np.fill_diagonal(v, sd**2 * (rho + (1 - rho) / mi))
+        if pairs is None:
+            v = np.full((cols.size, cols.size), sd**2 * (rho * rho_c + (1 - rho) * rho_s / mi[0]))
+            np.fill_diagonal(v, sd**2 * (rho + (1 - rho) / mi))
+        else:
+            share = pairs[i][np.ix_(cols, cols)] / np.outer(mi, mi)
+            v = sd**2 * (rho * rho_c + (1 - rho) * rho_s * share)
+            v[np.diag_indices(cols.size)] = sd**2 * (rho + (1 - rho) / mi
+                                                     + (1 - rho) * rho_s * np.diag(share))
         z = np.zeros((cols.size, n_t + 1))
         z[np.arange(cols.size), cols] = 1.0
         z[:, -1] = x[i, cols]
@@ -308,4 +330,3 @@ def stepped_wedge_gls_variance(
     if np.linalg.matrix_rank(info) < info.shape[0]:
         raise PowerInputError("x does not identify the effect apart from the period effects")
     return float(np.linalg.inv(info)[-1, -1])
-
