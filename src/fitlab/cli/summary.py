@@ -125,13 +125,20 @@ def power_summary(res: dict[str, Any], scenario: Any) -> str:
         row("design effect", deffs)
     test = f"{res.get('sides', 2)}-sided alpha {_f(res['alpha'])}"
     row("SE", f"{_f(res['se'])} ({test})")
-    power = f"{_f(res['power'])} (normal approximation)"
-    if res.get("power_t") is not None:
-        power += f", {_f(res['power_t'])} (t, {_f(res['df'])} df)"
-    row("power", power)
+    if res.get("power_fitted") is not None:
+        row("power", f"{_f(res['power_fitted'])} of the mixed model fitted "
+            f"({res.get('estimator_fitted', 'REML')}, all occasions, expected information)")
+        power = f"{_f(res['power'])} textbook, primary month only (normal approximation)"
+        row("", power if res.get("power_t") is None
+            else power + f", {_f(res['power_t'])} (t, {_f(res['df'])} df)")
+    else:
+        power = f"{_f(res['power'])} (normal approximation)"
+        if res.get("power_t") is not None:
+            power += f", {_f(res['power_t'])} (t, {_f(res['df'])} df)"
+        row("power", power)
     if res.get("power_baseline_adjusted") is not None:
-        row("", f"{_f(res['power_baseline_adjusted'])} adjusted for baseline (ANCOVA, "
-            f"r = {_f(res['r_baseline'])})")
+        row("", f"{_f(res['power_baseline_adjusted'])} textbook adjusted for baseline "
+            f"(ANCOVA, r = {_f(res['r_baseline'])})")
     lines += [f"  {'':<15}{t}" if i else f"  {'needed':<15}{t}"
               for i, t in enumerate(_solver_lines(sc))]
     wrapped = textwrap.wrap(res.get("method", ""), 72) or [""]
