@@ -77,6 +77,7 @@ def check_long(
     columns: dict[str, str] | None = None,
     required: tuple[str, ...] = tuple(REQUIRED_COLUMNS),
     binary: bool | None = None,
+    keep: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Validate (and rename) a long table.
 
@@ -86,11 +87,16 @@ def check_long(
         One row per client x occasion.
     columns : dict, optional
         Mapping from the standard names to the names in ``data``,
-        e.g. ``{"outcome": "ors", "client": "id"}``.
+        e.g. ``{"outcome": "ors", "client": "id"}``. One column of yours may fill two
+        roles (``{"arm": "group", "exposure": "group"}``).
     required : tuple of str
-        Standard columns this estimator needs.
+        Standard columns this estimator needs. ``therapist`` may be absent from the data:
+        then no client has a therapist (``-1``).
     binary : bool, optional
         If True, the outcome must be 0/1; if False, numeric.
+    keep : tuple of str
+        Further columns of ``data`` to keep under their own names (e.g. the covariates of
+        a model formula).
 
     Returns
     -------
@@ -100,7 +106,8 @@ def check_long(
     Raises
     ------
     LongFormatError
-        Missing columns, non-numeric outcomes, a client under two therapists or units.
+        Missing columns, no randomized arm (absent, not 0/1, or one value only),
+        non-numeric outcomes, a client under two therapists or units.
     """
     if not isinstance(data, pd.DataFrame):
         raise LongFormatError(f"expected a pandas DataFrame, got {type(data).__name__}")
@@ -111,9 +118,19 @@ def check_long(
             f"unknown standard column(s) in mapping: {sorted(unknown)}; allowed: "
             f"{sorted(set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS))}"
         )
-    df = data.rename(columns={v: k for k, v in mapping.items()}) if mapping else data
+    absent = sorted({v for v in mapping.values() if v not in data.columns} |
+                    {c for c in keep if c not in data.columns and c not in mapping})
+    if absent:
+        raise LongFormatError(f"column(s) {absent} not in the data; its columns: "
+                              f"{[str(c) for c in data.columns]}")
+    # assigned, not renamed: one column of yours may fill two roles
+    df = data.assign(**{k: data[v].to_numpy() for k, v in mapping.items()}) if mapping else data
     if "exposure" not in df.columns and "arm" in df.columns:
         df = df.assign(exposure=df["arm"])
+    if "therapist" not in df.columns:  # no therapist level: every client on its own
+        df = df.assign(therapist=-1)
+    if "arm" in required:
+        _check_arm(df)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise LongFormatError(
@@ -121,7 +138,8 @@ def check_long(
             "(pass columns={'standard': 'yours'} to map your names)"
         )
     # keep the standard columns only: smaller copies, and no name clashes downstream
-    known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS]
+    known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS
+             or c in keep]
     raw = df["outcome"]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         out = raw.to_numpy(dtype=float)
@@ -161,6 +179,25 @@ def check_long(
         if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
             raise LongFormatError(f"column '{col}' must be numeric")
     return df
+
+
+def _check_arm(df: pd.DataFrame) -> None:
+    """Refuse data without a randomized comparison: no ``arm``, not 0/1, or one arm only."""
+    if "arm" not in df.columns:
+        raise LongFormatError(
+            "no randomized arm: the data have no column 'arm'. The estimators compare the "
+            "arms of a randomized trial and need each client's arm (0 usual care, 1 FIT); "
+            "map your column with columns={'arm': 'yours'} (command line: --columns "
+            "arm=yours)")
+    arm = pd.to_numeric(df["arm"], errors="coerce")
+    bad = ~arm.isin([0, 1])
+    if bad.any():
+        raise LongFormatError(f"column 'arm' must be 0 (usual care) or 1 (FIT); found "
+                              f"{df['arm'][bad].iloc[0]!r}")
+    if arm.nunique() < 2:
+        raise LongFormatError(
+            f"column 'arm' is {int(arm.iloc[0])} for every row: the data hold one arm only, "
+            "so there is no randomized comparison to estimate an effect from")
 
 
 def _first_mixed(groups: np.ndarray, values: np.ndarray):
@@ -285,6 +322,8 @@ class Estimator:
     required: ClassVar[tuple[str, ...]] = tuple(REQUIRED_COLUMNS)
     #: the options this estimator accepts, with their defaults
     defaults: ClassVar[dict[str, Any]] = {}
+    #: further data columns kept by ``prepare`` under their own names (e.g. covariates)
+    keep: tuple[str, ...] = ()
 
     def __init__(self, plan=None, columns: dict[str, str] | None = None, **options):
         self.plan = as_plan(plan, primary_month=options.pop("primary_month", None))
@@ -303,7 +342,8 @@ class Estimator:
         column in the data is replaced.
         """
         binary = "binary" in self.outcome_kinds and "ors" not in self.outcome_kinds
-        df = check_long(data, self.columns, self.required, binary=binary or None)
+        df = check_long(data, self.columns, self.required, binary=binary or None,
+                        keep=self.keep)
         if (df["month"].to_numpy(dtype=float) < 0).any():
             raise LongFormatError("column 'month' must be >= 0 (months since the client's start)")
         primary = self.plan.primary(df)

@@ -5,14 +5,19 @@ The estimator gets an analysis plan (:class:`models.plan.AnalysisPlan`): the sce
 for real data without ``--scenario``, the plan flags alone (defaults elsewhere: the primary
 month is the last one observed, log time, alpha 0.05, two-sided, individual randomization,
 ORS outcome). The default estimator comes from :mod:`models.defaults` for the plan's
-outcome and design.
+outcome and design; ``--formula`` fits a mixed model written in lme4/brms syntax with
+Bambi (:mod:`models.bambi_formula`).
+
+Real data as users bring them: ``--columns`` maps standard names to yours, and one column
+of yours may fill two roles (``--columns arm=group,exposure=group``); a data set without a
+``therapist`` column has no therapist level; one without a randomized ``arm`` is refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fitlab.cli.common import print_json, scenario
+from fitlab.cli.common import at_least, print_json, scenario
 
 __all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns"]
 
@@ -45,6 +50,12 @@ def add_parser(sub) -> None:
                    help="real data: standard=yours pairs, e.g. outcome=ors,client=id")
     s.add_argument("--scenario", default=None,
                    help="real data: scenario whose analysis plan to assume")
+    s.add_argument("--formula", default=None,
+                   help='a mixed model in lme4/brms syntax, fitted by Bambi (estimator '
+                        '"bambi"), e.g. "outcome ~ arm * time + (1|unit) + (1|therapist) '
+                        '+ (time|client)"; standard column names, time = the plan\'s time')
+    s.add_argument("--draws", type=int, default=None,
+                   help="Bayesian estimators: posterior draws per chain")
     s.add_argument("--json", action="store_true", help="one JSON object on stdout")
     g = s.add_argument_group("analysis plan", "override the scenario's plan (real data "
                              "without --scenario: the plan is these flags alone)")
@@ -67,8 +78,17 @@ def cmd_fit(args) -> int:
     spec = args.scenario if real else args.source
     sc = scenario(spec) if spec else None
     plan = analysis_plan(args, sc)
-    name = args.estimator or default_estimators(plan)[0]
-    est = get_estimator(name, plan, columns=parse_columns(args.columns))
+    options = {}
+    if args.formula is not None:
+        if args.estimator not in (None, "bambi"):
+            raise UsageError(f"--formula is fitted by the estimator 'bambi', not "
+                             f"{args.estimator!r}")
+        options["formula"] = args.formula
+    name = "bambi" if args.formula is not None else args.estimator or default_estimators(plan)[0]
+    if args.draws is not None:
+        at_least(args.draws, "--draws", 10)
+        options.update(draws=args.draws, tune=args.draws)
+    est = get_estimator(name, plan, columns=parse_columns(args.columns), **options)
     if data is None:
         from simulate import simulate_trial
 
