@@ -33,9 +33,16 @@ def long_table(n_clients=8, months=(0.0, 6.0, 12.0), seed=0):
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_missing_column_is_named(name):
-    df = long_table().drop(columns=["therapist"])
-    with pytest.raises(LongFormatError, match="therapist"):
+    df = long_table().drop(columns=["client"])
+    with pytest.raises(LongFormatError, match="client"):
         get_estimator(name, None, primary_month=12.0).prepare(df)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_no_therapist_column_means_no_therapist(name):
+    df = get_estimator(name, None, primary_month=12.0).prepare(
+        long_table().drop(columns=["therapist"]))
+    assert (df["therapist"] == -1).all()
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 __all__ = ["DESIGN_ORDER", "pm", "varying", "condition_label", "main_estimator", "power_panels",
-           "analytic_vs_simulated"]
+           "analytic_vs_simulated", "bias_coverage_panels"]
 
 DESIGN_ORDER = ("individual", "stepped_wedge", "cluster")
 
@@ -48,13 +48,16 @@ def main_estimator(summary: pd.DataFrame) -> dict[str, str]:
 
 
 def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
-                 analytic: str = "analytic_power"):
+                 analytic: str = "analytic_power", target: float | None = 0.8):
     """Power against ``x``: one panel per design, side by side on a shared axis.
 
     Each panel draws its design's main (fast) estimator, one line per combination of the
     ``hue`` columns, with ±2 MCSE error bars; the ``analytic`` column dashed in the same
     colour. Estimators run on only a few scenarios (Bayesian confirmation) are drawn as
-    black diamonds.
+    black diamonds. With ``target``, the target power is a grey line, and for each line
+    the fitted power curve (:func:`fitlab.answers.crossing`) marks where it crosses the
+    target (a triangle with the 95% interval), or says by an arrow at the edge that it
+    crosses beyond the sizes simulated.
     """
     import matplotlib.pyplot as plt
 
@@ -76,10 +79,12 @@ def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
                         color=f"C{k}", label=level, capsize=3)
             if analytic in g and g[analytic].notna().any():
                 ax.plot(g[x], g[analytic], ls="--", color=f"C{k}", alpha=0.8)
+            if target is not None:
+                _mark_crossing(ax, g, x, target, f"C{k}")
         for est, g in d[d["estimator"] != main[design]].groupby("estimator"):
             ax.errorbar(g[x], g["power"], yerr=2 * g["power_mcse"], fmt="D", color="k",
                         ms=6, capsize=3, label=f"{est} ({', '.join(g['_hue'].unique())})")
-        ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+        ax.axhline(0.8 if target is None else target, color="grey", lw=0.8, ls=":")
         ax.set_ylim(0, 1)
         ax.set_title(f"{design} · {main[design]}", fontsize=10)
         ax.set_xlabel(x.replace("_", " "))
@@ -89,6 +94,28 @@ def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _mark_crossing(ax, g: pd.DataFrame, x: str, target: float, colour: str) -> None:
+    """The fitted curve through ``g``'s points and where it crosses ``target``."""
+    import numpy as np
+
+    from fitlab.answers import crossing
+
+    if g[x].nunique() < 2 or g[x].min() <= 0:
+        return
+    cr = crossing(g, x, target)
+    grid = np.geomspace(g[x].min(), g[x].max(), 60)
+    ax.plot(grid, cr["curve"].power(grid), color=colour, lw=0.8, alpha=0.6)
+    if cr["extrapolated"] is None:
+        ax.errorbar([cr["size"]], [target], xerr=[[cr["size"] - cr["lower"]],
+                                                  [cr["upper"] - cr["size"]]],
+                    fmt="v", color=colour, ms=8, capsize=2, lw=1)
+    elif cr["extrapolated"] == "above":
+        text = f"{target:.0%} at ≈ {cr['size']:.0f} →" if cr["size"] < 4 * g[x].max() \
+            else f"{target:.0%} far beyond →"
+        ax.annotate(text, xy=(g[x].max(), target), fontsize=7, color=colour, ha="right",
+                    xytext=(0, 3 + 9 * int(colour[1:])), textcoords="offset points")
 
 
 def analytic_vs_simulated(summary: pd.DataFrame):
@@ -110,4 +137,42 @@ def analytic_vs_simulated(summary: pd.DataFrame):
         ax.legend()
     else:
         ax.set_title("no analytic power available")
+    return fig
+
+
+def bias_coverage_panels(table: pd.DataFrame, title: str = ""):
+    """Bias and coverage (±2 MCSE) of each method across the compliance settings.
+
+    ``table`` has one row per setting and method (:func:`fitlab.answers.cace_study`):
+    ``uptake``, ``fidelity``, ``method``, ``bias``, ``bias_mcse``, ``coverage``,
+    ``coverage_mcse``. Bias is against each method's own estimand (ITT or CACE); the
+    nominal 95% coverage is a grey line.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t = table.assign(setting="uptake " + table["uptake"].map("{:.1f}".format)
+                     + "\nfidelity " + table["fidelity"].astype(str))
+    settings = list(dict.fromkeys(t["setting"]))
+    methods = list(dict.fromkeys(t["method"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.55 * len(settings) * len(methods) / 2),
+                             sharey=True)
+    for k, m in enumerate(methods):
+        d = t[t["method"] == m]
+        y = np.array([settings.index(s) for s in d["setting"]]) + 0.8 * (k / max(len(methods) - 1, 1) - 0.5) * 0.8
+        axes[0].errorbar(d["bias"], y, xerr=2 * d["bias_mcse"], fmt="o", color=f"C{k}",
+                         label=m, capsize=2, ms=5)
+        axes[1].errorbar(d["coverage"], y, xerr=2 * d["coverage_mcse"], fmt="o",
+                         color=f"C{k}", capsize=2, ms=5)
+    axes[0].axvline(0, color="grey", lw=1)
+    axes[1].axvline(0.95, color="grey", lw=1, ls=":")
+    axes[0].set_yticks(range(len(settings)), settings, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("bias (estimate − own estimand), ±2 MCSE")
+    axes[1].set_xlabel("coverage of the 95% interval, ±2 MCSE")
+    axes[1].set_xlim(max(0.0, float(t["coverage"].min()) - 0.1), 1.0)
+    axes[0].legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig

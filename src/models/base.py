@@ -80,6 +80,7 @@ def check_long(
     binary: bool | None = None,
     outcome_range: tuple[float, float] | None = None,
     design: str | None = None,
+    keep: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Validate (and rename) a long table; refuse data that must not or cannot be analysed.
 
@@ -99,22 +100,28 @@ def check_long(
     design : str, optional
         The analysis plan's design: outside a stepped wedge, ``exposure`` must equal
         ``arm`` (the offer is the randomized arm).
+    keep : tuple of str
+        Further columns of ``data`` to keep under their own names (e.g. the covariates of
+        a model formula).
 
     Returns
     -------
     DataFrame
-        A copy with standard column names and ``observed`` rows only. Text identifiers
-        (``unit``, ``therapist``, ``client``) are replaced by integer codes (a text
-        therapist id that is missing, ``""`` or ``"-1"`` becomes -1).
+        A copy with standard column names and ``observed`` rows only. One column of the
+        data may fill two roles (``{"arm": "group", "exposure": "group"}``). Without a
+        ``therapist`` column no client has a therapist (-1). Text identifiers (``unit``,
+        ``therapist``, ``client``) are replaced by integer codes (a text therapist id that
+        is missing, ``""`` or ``"-1"`` becomes -1).
 
     Raises
     ------
     LongFormatError
         Any column (mapped or not) of Swedish personal identity numbers (never echoed:
-        :mod:`models.privacy`); missing columns; fully duplicated rows; non-numeric
-        outcomes, or outside ``outcome_range``; ``arm``/``exposure`` not coded 0/1;
-        ``exposure`` contradicting ``arm`` outside a stepped wedge; negative months; a
-        client under two therapists or units.
+        :mod:`models.privacy`); mapped or kept columns the data do not have; missing
+        columns; no randomized arm (absent, or one arm only) where ``arm`` is required;
+        fully duplicated rows; non-numeric outcomes, or outside ``outcome_range``;
+        ``arm``/``exposure`` not coded 0/1; ``exposure`` contradicting ``arm`` outside a
+        stepped wedge; negative months; a client under two therapists or units.
     """
     if not isinstance(data, pd.DataFrame):
         raise LongFormatError(f"expected a pandas DataFrame, got {type(data).__name__}")
@@ -127,13 +134,21 @@ def check_long(
         )
     # before anything else, and on every column: identifiers never go further
     refuse_identity_numbers(data, LongFormatError)
-    # a standard column the user mapped from another one is not the one to use
-    shadowed = [k for k, v in mapping.items() if v != k and k in data.columns]
-    df = data.drop(columns=shadowed).rename(columns={v: k for k, v in mapping.items()}) \
-        if mapping else data
+    absent = sorted({v for v in mapping.values() if v not in data.columns}
+                    | {c for c in keep if c not in data.columns and c not in mapping})
+    if absent:
+        raise LongFormatError(f"column(s) {absent} not in the data; its columns: "
+                              f"{[str(c) for c in data.columns]}")
+    # assigned, not renamed: one column of yours may fill two roles, and a standard
+    # column the user mapped from another one is replaced by it
+    df = data.assign(**{k: data[v].to_numpy() for k, v in mapping.items()}) if mapping else data
     given_exposure = "exposure" in df.columns
     if not given_exposure and "arm" in df.columns:
         df = df.assign(exposure=df["arm"])
+    if "therapist" not in df.columns:  # no therapist level: every client on its own
+        df = df.assign(therapist=-1)
+    if "arm" in required:
+        _check_arm(df)
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise LongFormatError(
@@ -142,7 +157,8 @@ def check_long(
         )
     _refuse_duplicated_rows(data, df)
     # keep the standard columns only: smaller copies, and no name clashes downstream
-    known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS]
+    known = [c for c in df.columns if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS
+             or c in keep]
     raw = df["outcome"]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         out = raw.to_numpy(dtype=float)
@@ -155,13 +171,13 @@ def check_long(
                 f"({int(bad.sum()):,} rows)"
             )
         out = coerced.to_numpy(dtype=float)
-    keep = ~np.isnan(out)
+    rows = ~np.isnan(out)
     if "observed" in df.columns:
-        keep &= df["observed"].to_numpy(dtype=bool)
-    if not keep.any():
+        rows &= df["observed"].to_numpy(dtype=bool)
+    if not rows.any():
         raise LongFormatError("no observed outcomes")
-    df = df.loc[keep, known].reset_index(drop=True)
-    df["outcome"] = out[keep]
+    df = df.loc[rows, known].reset_index(drop=True)
+    df["outcome"] = out[rows]
     if binary is True and not df["outcome"].isin([0.0, 1.0]).all():
         raise LongFormatError("column 'outcome' must be 0/1 for a binary model")
     if outcome_range is not None and binary is not True:
@@ -211,6 +227,22 @@ def check_long(
             df[col] = _integer_codes(df[col], col == "therapist")
     return df
 
+
+
+def _check_arm(df: pd.DataFrame) -> None:
+    """Refuse data without a randomized comparison: no ``arm``, or one arm only (the
+    0/1 coding is checked with the other columns)."""
+    if "arm" not in df.columns:
+        raise LongFormatError(
+            "no randomized arm: the data have no column 'arm'. The estimators compare the "
+            "arms of a randomized trial and need each client's arm (0 usual care, 1 FIT); "
+            "map your column with columns={'arm': 'yours'} (command line: --columns "
+            "arm=yours)")
+    arm = pd.to_numeric(df["arm"], errors="coerce")
+    if arm.isin([0, 1]).all() and arm.nunique() < 2:
+        raise LongFormatError(
+            f"column 'arm' is {int(arm.iloc[0])} for every row: the data hold one arm only, "
+            "so there is no randomized comparison to estimate an effect from")
 
 def _refuse_duplicated_rows(data: pd.DataFrame, df: pd.DataFrame) -> None:
     """Refuse rows that repeat another row in every column (a copy-paste or a bad join)."""
@@ -397,6 +429,8 @@ class Estimator:
     required: ClassVar[tuple[str, ...]] = tuple(REQUIRED_COLUMNS)
     #: the options this estimator accepts, with their defaults
     defaults: ClassVar[dict[str, Any]] = {}
+    #: further data columns kept by ``prepare`` under their own names (e.g. covariates)
+    keep: tuple[str, ...] = ()
 
     def __init__(self, plan=None, columns: dict[str, str] | None = None, **options):
         self.plan = as_plan(plan, primary_month=options.pop("primary_month", None))
@@ -418,7 +452,7 @@ class Estimator:
         ors = not binary and self.plan.outcome == "ors"  # the CLI's default for real data
         df = check_long(data, self.columns, self.required, binary=binary or None,
                         outcome_range=(ORS_MIN, ORS_MAX) if ors else None,
-                        design=self.plan.design)
+                        design=self.plan.design, keep=tuple(self.keep))
         primary = self.plan.primary(df)
         df["time"] = self.plan.time(df["month"].to_numpy(dtype=float), primary)
         df.attrs["primary_month"] = primary

@@ -44,8 +44,8 @@ from fitlab.cli.common import EXIT_USER, fail
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules of ``fitlab.cli`` that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo", "allocate", "economics",
-                   "predict", "doctor", "completion")
+COMMAND_MODULES = ("simulate", "power", "fit", "batch", "solve", "demo", "allocate",
+                   "economics", "predict", "doctor", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:

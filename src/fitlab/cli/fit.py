@@ -5,8 +5,12 @@ The estimator gets an analysis plan (:class:`models.plan.AnalysisPlan`): the sce
 for real data without ``--scenario``, the plan flags alone (defaults elsewhere: the primary
 month is the last one observed, log time, alpha 0.05, two-sided, individual randomization,
 ORS outcome). The default estimator comes from :mod:`models.defaults` for the plan's
-outcome and design.
+outcome and design; ``--formula`` fits a mixed model written in lme4/brms syntax with
+Bambi (:mod:`models.bambi_formula`).
 
+Real data as users bring them: ``--columns`` maps standard names to yours, and one column
+of yours may fill two roles (``--columns arm=group,exposure=group``); a data set without a
+``therapist`` column has no therapist level; one without a randomized ``arm`` is refused.
 Real data are checked before any fit (:func:`models.base.check_long`): a column of Swedish
 personal identity numbers is refused without echoing a value, as are arms not coded 0/1,
 ORS scores outside 0-40, negative months, repeated rows and an exposure that contradicts
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from fitlab.cli.common import EXIT_FAILED, add_force, command, print_json, scenario
+from fitlab.cli.common import EXIT_FAILED, add_force, at_least, command, print_json, scenario
 
 __all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns",
            "unidentified", "flag_unidentified", "describe_estimate"]
@@ -66,6 +70,13 @@ def add_parser(sub) -> None:
     s.add_argument("--scenario", default=None, metavar="SCENARIO",
                    help="real data: scenario whose analysis plan to assume (default: none, "
                    "the plan flags alone; e.g. params/fit_individual.yaml)")
+    s.add_argument("--formula", default=None, metavar="FORMULA",
+                   help="a mixed model in lme4/brms syntax fitted by Bambi (estimator "
+                   "'bambi'), standard column names, time = the plan's time (default: none; "
+                   'e.g. "outcome ~ arm * time + (1|unit) + (1|therapist) + (time|client)")')
+    s.add_argument("--draws", type=int, default=None, metavar="N",
+                   help="Bayesian estimators: posterior draws (and tuning steps) per chain "
+                   "(default: the estimator's; e.g. 500)")
     s.add_argument("--json", action="store_true",
                    help="print the whole estimate as one JSON object (default: one line)")
     add_force(s)
@@ -90,8 +101,17 @@ def cmd_fit(args) -> int:
     spec = args.scenario if real else args.source
     sc = scenario(spec, () if real else ("simulate",), args) if spec else None
     plan = analysis_plan(args, sc)
-    name = args.estimator or default_estimators(plan)[0]
-    est = get_estimator(name, plan, columns=parse_columns(args.columns))
+    options = {}
+    if args.formula is not None:
+        if args.estimator not in (None, "bambi"):
+            raise UsageError(f"--formula is fitted by the estimator 'bambi', not "
+                             f"{args.estimator!r}")
+        options["formula"] = args.formula
+    name = "bambi" if args.formula is not None else args.estimator or default_estimators(plan)[0]
+    if args.draws is not None:
+        at_least(args.draws, "--draws", 10)
+        options.update(draws=args.draws, tune=args.draws)
+    est = get_estimator(name, plan, columns=parse_columns(args.columns), **options)
     if data is None:
         from simulate import simulate_trial
 

@@ -1,0 +1,69 @@
+"""``fitlab solve``: the size a design needs for a target power, by simulation.
+
+Examples
+--------
+::
+
+    fitlab solve params/fit_individual.yaml --factor size.clients_per_unit --target 0.8
+    fitlab solve default --factor size.units --reps 200 --rounds 4 --range 6 60 --json
+"""
+
+from __future__ import annotations
+
+from fitlab.cli.common import at_least, print_json, scenario, workers_default
+
+__all__ = ["add_parser", "cmd_solve"]
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("solve", help="size needed for a target power, by simulation")
+    s.add_argument("scenario", help='scenario YAML or "default"')
+    s.add_argument("--factor", default="size.clients_per_unit",
+                   help="size factor to vary (default size.clients_per_unit)")
+    s.add_argument("--target", type=float, default=0.8, help="power wanted (default 0.8)")
+    s.add_argument("--estimator", default=None,
+                   help="estimator (default: the fast one for the outcome and design)")
+    s.add_argument("--reps", type=int, default=100,
+                   help="replicates added at each size of a round (default 100)")
+    s.add_argument("--rounds", type=int, default=3, help="rounds of the search (default 3)")
+    s.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="the first round's sizes (default: 3x either side of the analytic "
+                        "answer, else of the scenario's value)")
+    s.add_argument("--level", type=float, default=0.95,
+                   help="confidence level of the interval (default 0.95)")
+    s.add_argument("--workers", type=int, default=min(4, workers_default()))
+    s.add_argument("--out", default="outputs", help="output root (default outputs/)")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_solve)
+
+
+def cmd_solve(args) -> int:
+    """Run the search and print the size, its interval and the points of the curve."""
+    from fitlab.errors import UsageError
+    from fitlab.solve import solve_size
+
+    at_least(args.workers, "--workers")
+    at_least(args.reps, "--reps", 2)
+    at_least(args.rounds, "--rounds")
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level must be in (0, 1), got {args.level}")
+    sc = scenario(args.scenario)
+    res = solve_size(sc, args.factor, args.target, root=args.out, estimator=args.estimator,
+                     reps=args.reps, rounds=args.rounds, bounds=args.range, level=args.level,
+                     workers=args.workers, progress=not args.no_progress)
+    if args.json:
+        print_json(res.to_dict())
+        return 0
+    name = args.factor.rsplit(".", 1)[-1].replace("_", " ")
+    pts = res.points[["size", "reps", "power", "mcse", "fitted"]]
+    print(pts.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"\n{res.estimator}: power {args.target:g} at {name} = {res.size:.1f} "
+          f"({args.level:.0%} interval {res.lower:.1f} to {res.upper:.1f}); "
+          f"needed: {res.needed:g}")
+    for method in ("fitted", "textbook"):
+        if res.analytic.get(method) is not None:
+            print(f"analytic ({method}): {res.analytic[method]:.1f}")
+    print(f"{int(res.points['reps'].sum())} replicates in {len(res.rounds)} rounds; "
+          f"results in {res.folder}")
+    return 0
