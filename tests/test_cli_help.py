@@ -65,7 +65,10 @@ def test_power_prints_a_short_summary_and_json_keeps_all(capsys, monkeypatch):
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0].startswith("ips_2to1: individual randomization, binary outcome")
-    assert len(lines) < 20 and "variance_per_client" not in text
+    summary = text.split("\nclaim check")[0].splitlines()
+    assert len(summary) < 20 and "variance_per_client" not in text
+    # the IPS plan's power sentence, recomputed, follows the summary
+    assert "claimed power: 0.82" in text and "true power" in text
     for label in ("size", "evaluable", "effect", "ICC", "design effect", "power", "method"):
         assert any(line[2:].startswith(label) for line in lines), label
     assert f"{res['power']:.3g}" in text and "dilution 0.4" in text

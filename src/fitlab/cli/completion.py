@@ -96,7 +96,8 @@ def _arguments(parser: argparse.ArgumentParser) -> tuple[list[Option], list[Opti
             kind = "choice"
         elif any(f in ESTIMATOR_OPTIONS for f in a.option_strings):
             kind = "estimator"
-        elif not a.option_strings or a.metavar in PATH_METAVARS:
+        elif not a.option_strings or (isinstance(a.metavar, str)
+                                      and a.metavar in PATH_METAVARS):
             kind = "file"
         else:  # numbers, names, addresses: nothing to offer
             kind = "none"
@@ -106,8 +107,12 @@ def _arguments(parser: argparse.ArgumentParser) -> tuple[list[Option], list[Opti
 
 
 def _metavar_choices(metavar) -> list[str]:
-    """``{log,linear}`` -> ``["log", "linear"]`` (choices checked elsewhere, shown here)."""
-    m = re.fullmatch(r"\{([^{}]+)\}", metavar or "")
+    """``{log,linear}`` -> ``["log", "linear"]`` (choices checked elsewhere, shown here).
+
+    A tuple metavar (an option taking several values, e.g. ``LOW HIGH``) offers none."""
+    if not isinstance(metavar, str):
+        return []
+    m = re.fullmatch(r"\{([^{}]+)\}", metavar)
     return m.group(1).split(",") if m else []
 
 

@@ -10,31 +10,51 @@ Examples
 
 from __future__ import annotations
 
-from fitlab.cli.common import at_least, print_json, scenario, workers_default
+from fitlab.cli.common import (
+    SCENARIO_HELP,
+    at_least,
+    command,
+    print_json,
+    scenario,
+    workers_default,
+)
 
 __all__ = ["add_parser", "cmd_solve"]
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("solve", help="size needed for a target power, by simulation")
-    s.add_argument("scenario", help='scenario YAML or "default"')
-    s.add_argument("--factor", default="size.clients_per_unit",
-                   help="size factor to vary (default size.clients_per_unit)")
-    s.add_argument("--target", type=float, default=0.8, help="power wanted (default 0.8)")
-    s.add_argument("--estimator", default=None,
-                   help="estimator (default: the fast one for the outcome and design)")
-    s.add_argument("--reps", type=int, default=100,
-                   help="replicates added at each size of a round (default 100)")
-    s.add_argument("--rounds", type=int, default=3, help="rounds of the search (default 3)")
+    s = command(sub, "solve", "size needed for a target power, by simulation",
+                ["solve params/fit_individual.yaml --factor size.clients_per_unit --target 0.8",
+                 "solve params/fit_cluster.yaml --factor size.units --workers 2 --json"],
+                "Sequential rounds of replicates (the batch engine: seeded, resumable) placed "
+                "where a fitted power curve crosses the target; the answer comes with a "
+                "confidence interval.")
+    s.add_argument("scenario", help=SCENARIO_HELP)
+    s.add_argument("--factor", default="size.clients_per_unit", metavar="FIELD",
+                   help="size factor to vary (default: %(default)s; e.g. size.units)")
+    s.add_argument("--target", type=float, default=0.8, metavar="POWER",
+                   help="power wanted (default: %(default)s; e.g. 0.9)")
+    s.add_argument("--estimator", default=None, metavar="NAME",
+                   help="estimator (default: the fast one for the outcome and design; e.g. "
+                   "diff_means)")
+    s.add_argument("--reps", type=int, default=100, metavar="N",
+                   help="replicates added at each size of a round (default: %(default)s; "
+                   "e.g. 200)")
+    s.add_argument("--rounds", type=int, default=3, metavar="N",
+                   help="rounds of the search (default: %(default)s; e.g. 4)")
     s.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                    help="the first round's sizes (default: 3x either side of the analytic "
-                        "answer, else of the scenario's value)")
-    s.add_argument("--level", type=float, default=0.95,
-                   help="confidence level of the interval (default 0.95)")
-    s.add_argument("--workers", type=int, default=min(4, workers_default()))
-    s.add_argument("--out", default="outputs", help="output root (default outputs/)")
-    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    s.add_argument("--no-progress", action="store_true")
+                   "answer, else of the scenario's value; e.g. 10 200)")
+    s.add_argument("--level", type=float, default=0.95, metavar="LEVEL",
+                   help="confidence level of the interval (default: %(default)s; e.g. 0.9)")
+    s.add_argument("--workers", type=int, default=min(4, workers_default()), metavar="N",
+                   help="worker processes (default: %(default)s; e.g. 2)")
+    s.add_argument("--out", default="outputs", metavar="DIR",
+                   help="output root (default: %(default)s; e.g. /tmp/solve)")
+    s.add_argument("--json", action="store_true",
+                   help="one JSON object on stdout (default: a readable summary)")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (default: show it)")
     s.set_defaults(func=cmd_solve)
 
 
