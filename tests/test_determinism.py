@@ -62,3 +62,45 @@ def test_bayesian_fit_depends_on_the_data_only():
     assert same(b_first, other)
     # a different data set gives different draws (the check can fail)
     assert not same(est.fit(a), b_first)
+
+
+# -- the same tables however the work is split ----------------------------------------------
+TIMING = ["sim_seconds", "fit_seconds", "diag_fit_seconds"]
+
+
+def _batch_table(root, job):
+    from fitlab.store import ScenarioStore
+
+    t = ScenarioStore(root / job.scenario_id).table()
+    return t.drop(columns=[c for c in TIMING if c in t.columns]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("design", ["individual", "stepped_wedge"])
+def test_workers_dask_and_resume_give_identical_tables(tmp_path, design):
+    """REML and the Bayesian (integrated) estimators, 1 vs 2 workers vs Dask vs a run cut
+    short and resumed: bit-identical replicate tables (timings aside)."""
+    import pandas as pd
+
+    from fitlab.batch import run_jobs
+    from fitlab.grid import scenario_job
+
+    if design == "individual":
+        sc, ests = Scenario().replace(SMALL), ["reml_trajectory", "bayes_trajectory"]
+    else:
+        sc = load_scenario(PARAMS / "fit_stepped_wedge.yaml").replace(
+            {"size.units": 8, "size.clients_per_unit": 12})
+        ests = ["reml_stepped_wedge", "bayes_stepped_wedge"]
+    job = scenario_job(sc, 6, ests, null=True)
+    run_jobs([job], tmp_path / "one", workers=1, progress=False)
+    ref = _batch_table(tmp_path / "one", job)
+    assert len(ref) == 2 * 6 * 2 and ref["error"].isna().all()
+    run_jobs([job], tmp_path / "two", workers=2, chunk=1, progress=False)
+    pd.testing.assert_frame_equal(ref, _batch_table(tmp_path / "two", job))
+    if design == "individual":  # a Dask cluster costs seconds: once is enough
+        pytest.importorskip("distributed")
+        run_jobs([job], tmp_path / "dask", dask=True, workers=2, chunk=2, progress=False)
+        pd.testing.assert_frame_equal(ref, _batch_table(tmp_path / "dask", job))
+    # cut short after a few tasks (in another order of work), then resumed
+    run_jobs([job], tmp_path / "cut", chunk=2, progress=False, max_tasks=2)
+    run_jobs([job], tmp_path / "cut", chunk=3, progress=False)
+    pd.testing.assert_frame_equal(ref, _batch_table(tmp_path / "cut", job))
