@@ -40,13 +40,15 @@ def test_no_therapist_level(tmp_path, data, capsys):
     assert (df["therapist"] == -1).all()
     code, got = _fit(tmp_path, data.drop(columns=["therapist"]), "--estimator",
                      "reml_trajectory", capsys=capsys)
-    assert code == 0 and got["extra"]["var_therapist"] == 0.0 and np.isfinite(got["se"])
+    # no therapist level: the therapist variance is not identified, so it is not reported
+    assert code == 0 and got["extra"]["var_therapist"] is None and np.isfinite(got["se"])
+    assert "var_therapist" in got["diagnostics"]["unidentified"]
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.drop(columns=["arm", "exposure"]), "no randomized arm"),
     (lambda d: d.assign(arm=1, exposure=1), "one arm only"),
-    (lambda d: d.assign(arm=d["arm"].map({0: "TAU", 1: "FIT"})), "must be 0 (usual care) or 1"),
+    (lambda d: d.assign(arm=d["arm"].map({0: "TAU", 1: "FIT"})), "must be coded 0 (usual care) / 1 (FIT)"),
 ])
 def test_data_without_a_randomized_arm_refused(tmp_path, data, change, message, capsys):
     code, err = _fit(tmp_path, change(data), capsys=capsys)
