@@ -79,9 +79,11 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
 
 def run_scenario(scenario, reps: int, out_root: str | Path = "outputs", *,
                  estimators: list[str] | None = None, null: bool = True,
-                 report: bool = False, fast: bool = False, **batch) -> dict:
-    """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``."""
-    job = scenario_job(scenario, reps, estimators, null=null)
+                 assurance: bool = False, report: bool = False, fast: bool = False,
+                 **batch) -> dict:
+    """Run one scenario (its null twin, its assurance replicates) into
+    ``out_root/<scenario_id>/``."""
+    job = scenario_job(scenario, reps, estimators, null=null, assurance=assurance)
     res = run_jobs([job], out_root, **batch)
     folder = Path(out_root) / job.scenario_id
     summary = _write_summary([job], folder)

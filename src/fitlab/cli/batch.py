@@ -12,7 +12,8 @@ __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
 #: Summary columns printed after a batch, where present.
 SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_rate",
                    "estimator", "reps", "power", "power_mcse", "type_i_error", "coverage",
-                   "bias", "failed", "analytic_power")
+                   "bias", "failed", "analytic_power", "bayes_power", "assurance",
+                   "bayes_assurance")
 
 
 def add_parser(sub) -> None:
@@ -21,6 +22,9 @@ def add_parser(sub) -> None:
     s.add_argument("--reps", type=int, required=True)
     s.add_argument("--estimators", default=None, help="comma-separated names")
     s.add_argument("--no-null", action="store_true", help="skip the null scenario (type I error)")
+    s.add_argument("--assurance", action="store_true",
+                   help="also run assurance replicates (effects drawn from the scenario's "
+                        "effect.design_prior)")
     s.add_argument("--report", action="store_true", help="also render report 04")
     _add_batch_flags(s, workers=1)
     s.set_defaults(func=cmd_run)
@@ -64,7 +68,7 @@ def cmd_run(args) -> int:
     sc = scenario(args.scenario)
     ests = [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     out = run_scenario(sc, args.reps, args.out, estimators=ests, null=not args.no_null,
-                       report=args.report, fast=args.fast, **batch_options(args))
+                       assurance=args.assurance, report=args.report, fast=args.fast, **batch_options(args))
     return report_batch(out)
 
 
