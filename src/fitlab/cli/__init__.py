@@ -37,7 +37,7 @@ from fitlab.cli.common import EXIT_USER, fail
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules of ``fitlab.cli`` that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo")
+COMMAND_MODULES = ("simulate", "power", "fit", "batch", "demo", "sbc")
 
 
 def build_parser() -> argparse.ArgumentParser:
