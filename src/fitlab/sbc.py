@@ -214,7 +214,13 @@ def run_sbc(model: str, reps: int = 100, draws: int = 99, *, scenario=None,
                          f"posterior_draws; choose one of {known}")
     sc = sbc_scenario(model, scenario)
     options = dict(options or {})
-    settings = {"model": model, "draws": draws, "seed": seed, "options": options,
+    # the estimator's effective options (its defaults included): a run resumed after the
+    # defaults changed must not mix two samplers
+    from models import get_estimator
+
+    effective = json.loads(json.dumps(get_estimator(model, sc, **options).options,
+                                      default=str))
+    settings = {"model": model, "draws": draws, "seed": seed, "options": effective,
                 "generate_priors": generate_priors or None, "scenario": sc.to_dict(),
                 "block": BLOCK, "design_seed": DESIGN_SEED}
     done: dict[int, list[dict]] = {}
