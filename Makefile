@@ -9,7 +9,7 @@ export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
 export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-bayes clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# simulation-based calibration of every Bayesian model (500 replicates each, own and wrong
+# prior) and the cost of the binary and CACE models against MixedLM
+bench-bayes: $(STAMP)
+	$(PY) benchmarks/sbc.py --wrong
+	$(PY) benchmarks/bayes_speed.py
 
 clean:
 	rm -rf $(VENV) .pytensor outputs/*

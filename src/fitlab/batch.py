@@ -300,7 +300,7 @@ def _start_manifest(job: Job, folder: Path, grid: dict | None, simulator: str) -
         "null_scenario_id": job.scenario.null().scenario_id,
         "seed": job.scenario.seed,
         "seeds": "replicate r of role s: SeedSequence(entropy=seed, spawn_key=(s, r)); "
-                 "s = 0 effect, 1 null",
+                 "s = 0 effect, 1 null, 2 assurance",
         "factors": job.factors,
         "plan": job.plan,
         "grid": (grid or {}).get("name"),
@@ -370,11 +370,21 @@ def summary_table(jobs: Iterable[Job], root: str | Path) -> pd.DataFrame:
                 "dropout_rate": sc.missingness.dropout_rate,
                 "attrition_rate": sc.missingness.attrition_rate,
                 "effect_d": sc.effect.d, "uptake": sc.compliance.uptake,
-                **analytic_power(sc)}
+                "decision_threshold": sc.analysis.decision_threshold,
+                "target_width": sc.analysis.target_width,
+                **design_prior_columns(sc), **analytic_power(sc)}
         meta.update({f"f_{k}": v for k, v in job.factors.items()})
         for r in w.to_dict("records"):
             rows.append({**meta, **r})
     return pd.DataFrame(rows)
+
+
+def design_prior_columns(scenario) -> dict[str, float]:
+    """The design prior's mean and SD (NaN without one), for the summary table."""
+    prior = scenario.effect.design_prior
+    if prior is None:
+        return {"design_prior_mean": math.nan, "design_prior_sd": math.nan}
+    return {"design_prior_mean": prior.mean, "design_prior_sd": prior.sd}
 
 
 def analytic_power(scenario) -> dict[str, float]:

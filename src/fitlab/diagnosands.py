@@ -14,6 +14,18 @@ Bias and coverage are measured against each replicate's own sample estimand
 (``truth``: ``trial.truth[estimate.estimand]``), DeclareDesign style; ``mean_truth`` reports
 its average.
 
+Bayesian decisions: ``bayes_power`` is the share of replicates whose posterior
+P(effect > 0 | data) (``p_positive``) exceeds the row's ``decision_threshold`` (the
+scenario's ``analysis.decision_threshold``); ``width_below_target`` the share whose 95%
+interval is narrower than the row's ``target_width``. Both count failed fits as "no"
+(like ``power``) and are left out where they do not apply (no ``p_positive``: a
+frequentist fit; no target). ``interval_width`` is the expected 95% (credible) interval
+width.
+
+Roles: on the null role ``power`` and ``bayes_power`` are reported as ``type_i_error``
+and ``bayes_type_i_error``; on the assurance role (effects drawn from the design prior,
+:mod:`fitlab.replicates`) as ``assurance`` and ``bayes_assurance``.
+
 Examples
 --------
 >>> import pandas as pd
@@ -38,7 +50,8 @@ import pandas as pd
 
 from fitlab.errors import UsageError
 
-__all__ = ["DIAGNOSANDS", "diagnose", "wide", "suggest_reps", "read_diagnosands"]
+__all__ = ["DIAGNOSANDS", "ROLE_NAMES", "diagnose", "wide", "suggest_reps",
+           "read_diagnosands"]
 
 Result = tuple[float, float, int]
 
@@ -74,6 +87,40 @@ def power(t: pd.DataFrame) -> Result:
     MCSE ``sqrt(p (1 - p) / n)``. On the null scenario this is the type I error.
     """
     return _share(t["significant"].fillna(False).astype(bool).to_numpy())
+
+
+def bayes_power(t: pd.DataFrame) -> Result | None:
+    """Share of replicates with P(effect > 0 | data) above ``decision_threshold``.
+
+    Failed fits count as no decision; MCSE ``sqrt(p (1 - p) / n)``. None (not reported)
+    when no fit has a ``p_positive`` (frequentist estimators). On the null role this is
+    the Bayesian rule's type I error, on the assurance role its assurance.
+    """
+    if "p_positive" not in t.columns or "decision_threshold" not in t.columns:
+        return None
+    pp = pd.to_numeric(t["p_positive"], errors="coerce").to_numpy(dtype=float)
+    ok = ~_errors(t).to_numpy()
+    if not np.isfinite(pp[ok]).any():
+        return None
+    thr = pd.to_numeric(t["decision_threshold"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return _share(ok & (pp > thr))
+
+
+def width_below_target(t: pd.DataFrame) -> Result | None:
+    """Share of replicates whose 95% interval is narrower than ``target_width``.
+
+    Failed fits count as not reaching it; MCSE ``sqrt(p (1 - p) / n)``. None (not
+    reported) without a target.
+    """
+    if "target_width" not in t.columns:
+        return None
+    target = pd.to_numeric(t["target_width"], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(target).any():
+        return None
+    width = (t["upper"] - t["lower"]).to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        return _share(~_errors(t).to_numpy() & (width < target))
 
 
 def bias(t: pd.DataFrame) -> Result:
@@ -161,9 +208,12 @@ def not_converged(t: pd.DataFrame) -> Result:
     return _share((~_errors(t) & ~conv).to_numpy())
 
 
-#: Name -> function of one (role, estimator) group returning (value, mcse, n).
+#: Name -> function of one (role, estimator) group returning (value, mcse, n), or None
+#: where the diagnosand does not apply (then it is not reported).
 DIAGNOSANDS: dict[str, Callable[[pd.DataFrame], Result]] = {
     "power": power,
+    "bayes_power": bayes_power,
+    "width_below_target": width_below_target,
     "bias": bias,
     "relative_bias": relative_bias,
     "rmse": rmse,
@@ -177,22 +227,35 @@ DIAGNOSANDS: dict[str, Callable[[pd.DataFrame], Result]] = {
 }
 
 
-def diagnose(table: pd.DataFrame, diagnosands: dict | None = None) -> pd.DataFrame:
+#: How a diagnosand is reported on a role other than "effect".
+ROLE_NAMES: dict[str, dict[str, str]] = {
+    "null": {"power": "type_i_error", "bayes_power": "bayes_type_i_error"},
+    "assurance": {"power": "assurance", "bayes_power": "bayes_assurance"},
+}
+
+
+def diagnose(table: pd.DataFrame, diagnosands: dict | None = None, *,
+             decision_threshold: float | None = None,
+             target_width: float | None = None) -> pd.DataFrame:
     """Every diagnosand for every (role, estimator) in a replicate table.
 
     Parameters
     ----------
     table : DataFrame
         Replicate rows (``role``, ``estimator``, ``estimate``, ``truth``, ``lower``,
-        ``upper``, ``significant``, ``converged``, ``error``).
+        ``upper``, ``significant``, ``converged``, ``error``; for the Bayesian decision
+        diagnosands ``p_positive``, ``decision_threshold``, ``target_width``).
     diagnosands : dict, optional
         Name -> function; default :data:`DIAGNOSANDS`.
+    decision_threshold, target_width : float, optional
+        Replace the rows' own (the scenario's) threshold or target width, e.g. to see
+        the operating characteristics of another decision rule on the same fits.
 
     Returns
     -------
     DataFrame
         Long table: ``role, estimator, estimand, diagnosand, value, mcse, n, reps``.
-        On the null role, ``power`` is named ``type_i_error``.
+        Diagnosands are renamed on the null and assurance roles (:data:`ROLE_NAMES`).
     """
     funcs = diagnosands or DIAGNOSANDS
     cols = ["role", "estimator", "estimand", "diagnosand", "value", "mcse", "n", "reps"]
@@ -200,14 +263,20 @@ def diagnose(table: pd.DataFrame, diagnosands: dict | None = None) -> pd.DataFra
         return pd.DataFrame(columns=cols)
     if "role" not in table.columns:
         table = table.assign(role="effect")
+    if decision_threshold is not None:
+        table = table.assign(decision_threshold=float(decision_threshold))
+    if target_width is not None:
+        table = table.assign(target_width=float(target_width))
     out = []
     for (role, name), t in table.groupby(["role", "estimator"], sort=True):
         est = t["estimand"].dropna() if "estimand" in t.columns else pd.Series([], dtype=object)
         estimand = str(est.iloc[0]) if len(est) else None
         for dname, f in funcs.items():
-            value, mcse, n = f(t)
-            if role == "null" and dname == "power":
-                dname = "type_i_error"
+            res = f(t)
+            if res is None:  # does not apply to this estimator or scenario
+                continue
+            value, mcse, n = res
+            dname = ROLE_NAMES.get(role, {}).get(dname, dname)
             out.append((role, name, estimand, dname, value, mcse, n, len(t)))
     return pd.DataFrame(out, columns=cols)
 
@@ -222,18 +291,19 @@ def read_diagnosands(path) -> pd.DataFrame:
 def wide(diag: pd.DataFrame) -> pd.DataFrame:
     """One row per estimator: ``<diagnosand>`` and ``<diagnosand>_mcse`` columns.
 
-    Effect-role diagnosands keep their names; of the null role only ``type_i_error`` (and
-    its MCSE and ``null_reps``) is kept.
+    Effect-role diagnosands keep their names; of the null and assurance roles only the
+    renamed decision rates (``type_i_error``, ``bayes_type_i_error``, ``assurance``,
+    ``bayes_assurance``, their MCSEs, ``null_reps`` and ``assurance_reps``) are kept.
     """
     if diag is None or len(diag) == 0:
         return pd.DataFrame(columns=["estimator"])
     rows: dict[str, dict] = {}
     for r in diag.itertuples(index=False):
         row = rows.setdefault(r.estimator, {"estimator": r.estimator})
-        if r.role == "null":
-            if r.diagnosand != "type_i_error":
+        if r.role in ROLE_NAMES:
+            if r.diagnosand not in ROLE_NAMES[r.role].values():
                 continue
-            row["null_reps"] = r.reps
+            row[f"{r.role}_reps"] = r.reps
         else:
             row["estimand"] = r.estimand
             row["reps"] = r.reps

@@ -20,11 +20,14 @@ A grid file::
     estimators: [reml_trajectory]     # or by design kind: {individual: [...], ...};
                                       # default: models.defaults (the fast one per design)
     type_i_error: true                # also run each scenario's null twin (default true)
+    assurance: false                  # also run assurance replicates: effects drawn from
+                                      # each scenario's effect.design_prior (default false)
     confirm:                          # optional: slower estimators on a few scenarios
       estimators: [bayes_trajectory]  # list or by design kind
       where: [{size.clients_per_unit: 20}]   # scenarios whose factors match one entry
       reps: 20
       type_i_error: false             # null twins for these too (default false)
+      assurance: false                # assurance replicates for these too (default false)
 
 With ``target_mcse`` the grid's estimators run in rounds (:mod:`fitlab.precision`) and the
 ``confirm`` estimators keep their fixed ``confirm.reps``.
@@ -58,8 +61,9 @@ __all__ = ["Job", "GridError", "load_grid", "expand_grid", "scenario_job", "reso
 
 # "type_i_error", not "null": YAML reads a key spelt null as None
 GRID_KEYS = ("name", "description", "base", "factors", "zip", "exclude", "reps",
-             "estimators", "type_i_error", "confirm", "target_mcse", "target_on", "max_reps")
-CONFIRM_KEYS = ("estimators", "where", "reps", "type_i_error")
+             "estimators", "type_i_error", "assurance", "confirm", "target_mcse", "target_on",
+             "max_reps")
+CONFIRM_KEYS = ("estimators", "where", "reps", "type_i_error", "assurance")
 DESIGN_KINDS = ("individual", "cluster", "stepped_wedge")
 
 
@@ -80,7 +84,8 @@ class Job:
     factors : dict
         The factor values that produced it (empty for a single scenario).
     plan : dict
-        ``role -> {estimator: reps}``, roles ``"effect"`` and ``"null"``.
+        ``role -> {estimator: reps}``, roles ``"effect"``, ``"null"`` and
+        ``"assurance"`` (see :mod:`fitlab.replicates`).
     """
 
     scenario: Any
@@ -158,6 +163,8 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
     problems += _precision_problems(spec)
     if not isinstance(spec.get("type_i_error", True), bool):
         problems.append(f"type_i_error: must be true or false, got {spec.get('type_i_error')!r}")
+    if not isinstance(spec.get("assurance", False), bool):
+        problems.append(f"assurance: must be true or false, got {spec.get('assurance')!r}")
     factors = spec.get("factors") or {}
     if not isinstance(factors, dict) or not all(
         isinstance(v, list) and v for v in factors.values()
@@ -173,6 +180,9 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
         problems.append(f"confirm: unknown key(s) {bad}; allowed keys: {', '.join(CONFIRM_KEYS)}")
     if confirm and not confirm.get("estimators"):
         problems.append("confirm.estimators: required when confirm is given")
+    if not isinstance(confirm.get("assurance", False), bool):
+        problems.append(f"confirm.assurance: must be true or false, got "
+                        f"{confirm.get('assurance')!r}")
     creps = confirm.get("reps", 20)
     if not isinstance(creps, int) or isinstance(creps, bool) or creps < 1:
         problems.append(f"confirm.reps: must be a positive integer, got {creps!r}")
@@ -220,10 +230,18 @@ def expand_grid(spec: dict, where: Path | None = None, source: str = "grid") -> 
                     plan["effect"][est] = max(plan["effect"].get(est, 0), creps)
                     if confirm.get("type_i_error", False):
                         plan.setdefault("null", {})[est] = creps
-            if spec.get("type_i_error", True):
-                null = plan.setdefault("null", {})
-                for est in spec_list(spec.get("estimators"), sc):
-                    null[est] = max(null.get(est, 0), reps)
+                    if confirm.get("assurance", False):
+                        plan.setdefault("assurance", {})[est] = creps
+            for role, key, default in (("null", "type_i_error", True),
+                                       ("assurance", "assurance", False)):
+                if spec.get(key, default):
+                    have = plan.setdefault(role, {})
+                    for est in spec_list(spec.get("estimators"), sc):
+                        have[est] = max(have.get(est, 0), reps)
+            if "assurance" in plan and sc.effect.design_prior is None:
+                problems.append(f"assurance: scenario {factors_here or sc.name} has no "
+                                "effect.design_prior (set it in the base scenario or as a "
+                                "factor)")
             for role in plan:
                 for est in plan[role]:
                     cls = ESTIMATORS.get(est)
@@ -263,8 +281,16 @@ def _precision_problems(spec: dict) -> list[str]:
 
 
 def scenario_job(scenario, reps: int, estimators: list[str] | None = None,
-                 null: bool = True) -> Job:
-    """A one-scenario job (what ``fitlab run`` does)."""
+                 null: bool = True, assurance: bool = False) -> Job:
+    """A one-scenario job (what ``fitlab run`` does).
+
+    Raises
+    ------
+    EstimatorError
+        For an unknown estimator.
+    GridError
+        For ``assurance=True`` on a scenario without ``effect.design_prior``.
+    """
     from models.base import EstimatorError
     from models.defaults import default_estimators
 
@@ -275,6 +301,12 @@ def scenario_job(scenario, reps: int, estimators: list[str] | None = None,
     plan = {"effect": dict.fromkeys(ests, reps)}
     if null:
         plan["null"] = dict.fromkeys(ests, reps)
+    if assurance:
+        if scenario.effect.design_prior is None:
+            raise GridError(scenario.name, ["assurance needs effect.design_prior in the "
+                                            "scenario, e.g. {distribution: normal, mean: "
+                                            "0.15, sd: 0.1}"])
+        plan["assurance"] = dict.fromkeys(ests, reps)
     return Job(scenario, {}, plan)
 
 

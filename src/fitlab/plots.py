@@ -9,7 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 __all__ = ["DESIGN_ORDER", "pm", "varying", "condition_label", "main_estimator", "power_panels",
-           "analytic_vs_simulated", "bias_coverage_panels"]
+           "analytic_vs_simulated", "bias_coverage_panels", "DECISION_COLUMNS", "decision_table",
+           "plot_bayes_vs_freq"]
 
 DESIGN_ORDER = ("individual", "stepped_wedge", "cluster")
 
@@ -174,5 +175,93 @@ def bias_coverage_panels(table: pd.DataFrame, title: str = ""):
     axes[0].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
+
+
+#: Decision diagnosands of the report's table: summary column -> heading.
+DECISION_COLUMNS = {
+    "power": "power (test)",
+    "bayes_power": "power (P(effect>0) > threshold)",
+    "type_i_error": "type I error (test)",
+    "bayes_type_i_error": "type I error (Bayes rule)",
+    "assurance": "assurance (test)",
+    "bayes_assurance": "assurance (Bayes rule)",
+    "interval_width": "mean 95% width",
+    "width_below_target": "P(width < target)",
+    "coverage": "coverage",
+}
+
+
+def decision_table(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """One row per (scenario, estimator): the decision diagnosands as ``value ± MCSE``.
+
+    Columns present in ``summary`` only (a grid without assurance replicates has no
+    assurance columns; a frequentist estimator shows blanks for the Bayes rule). The
+    scenario is labelled by its varying factors, and the rule's threshold and target
+    width are shown when they vary or are set.
+    """
+    keys = [c for c in ("name", "design", "estimator") if c in summary]
+    label = condition_label(summary, varying(summary, ("clients_per_unit", "attrition_rate",
+                                                       "dropout_rate", "effect_d", "units")))
+    out = summary[keys].copy()
+    out.insert(len(keys) - 1 if "estimator" in keys else len(keys), "condition", label)
+    for col in ("decision_threshold", "target_width", "design_prior_mean", "design_prior_sd"):
+        if col in summary and summary[col].notna().any():
+            out[col] = summary[col]
+    for col, head in DECISION_COLUMNS.items():
+        if col in summary and summary[col].notna().any():
+            mcse = summary.get(f"{col}_mcse", pd.Series(float("nan"), index=summary.index))
+            out[head] = [pm(v, e, digits) for v, e in zip(summary[col], mcse)]
+    return out.reset_index(drop=True)
+
+
+def plot_bayes_vs_freq(summary: pd.DataFrame, reference: str | None = None):
+    """Bayesian decisions against the frequentist test, scenario by scenario.
+
+    Three panels (power, type I error, coverage), ±2 MCSE bars both ways. Each Bayesian
+    estimator (one with ``bayes_power``) is paired with the frequentist estimator of the
+    same scenario (``reference``, default the design's main estimator when it is not
+    Bayesian), x the test's rate, y the Bayes rule's (coverage: the credible intervals'
+    against the confidence intervals'). Without a frequentist partner the Bayesian
+    estimator's own test decision is the x value.
+    """
+    import matplotlib.pyplot as plt
+
+    panels = [("power", "bayes_power", "power"),
+              ("type_i_error", "bayes_type_i_error", "type I error"),
+              ("coverage", "coverage", "coverage")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    bayes = summary[summary.get("bayes_power", pd.Series(dtype=float)).notna()] \
+        if "bayes_power" in summary else summary.iloc[:0]
+    freq = summary.drop(bayes.index)
+    for ax, (xcol, ycol, title) in zip(axes, panels):
+        for k, (est, b) in enumerate(bayes.groupby("estimator")):
+            if reference is not None:
+                ref = freq[freq["estimator"] == reference]
+            else:
+                ref = freq
+            pairs = b.merge(ref, on="scenario_id", suffixes=("", "_ref"), how="left")
+            xname = f"{xcol}_ref" if f"{xcol}_ref" in pairs and pairs[f"{xcol}_ref"].notna().any() \
+                else xcol
+            if xname not in pairs or ycol not in pairs:
+                continue
+            ok = pairs[pairs[xname].notna() & pairs[ycol].notna()]
+            if ok.empty:
+                continue
+            partner = "own test" if xname == xcol else ", ".join(
+                sorted(set(ok.get("estimator_ref", pd.Series(["?"])).dropna())))
+            ax.errorbar(ok[xname], ok[ycol], xerr=2 * ok.get(f"{xname}_mcse", 0),
+                        yerr=2 * ok.get(f"{ycol}_mcse", 0), fmt="o", color=f"C{k}",
+                        capsize=2, label=f"{est} vs {partner}")
+        lims = (0, 1) if xcol != "type_i_error" else (0, 0.2)
+        ax.plot(lims, lims, color="grey", lw=1)
+        if xcol == "type_i_error":
+            ax.axhline(0.025, color="grey", lw=0.8, ls=":")
+        ax.set_xlim(*lims)
+        ax.set_ylim(*lims)
+        ax.set_title(title)
+        ax.set_xlabel("frequentist")
+        ax.set_ylabel("Bayesian")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -10,9 +10,18 @@ Seeds
 -----
 Replicate ``r`` of a scenario is simulated from
 ``SeedSequence(entropy=scenario.seed, spawn_key=(stream, r))`` where ``stream`` is 0 for the
-scenario itself and 1 for its null twin (``scenario.null()``, for type I error). That is
-``SeedSequence(scenario.seed).spawn(2)[stream].spawn(n)[r]``: independent streams, and
-replicate ``r`` is the same trial whatever ``n`` is.
+scenario itself, 1 for its null twin (``scenario.null()``, for type I error) and 2 for
+assurance. That is ``SeedSequence(scenario.seed).spawn(3)[stream].spawn(n)[r]``:
+independent streams, and replicate ``r`` is the same trial whatever ``n`` is.
+
+Assurance
+---------
+An ``"assurance"`` replicate first draws the effect from the scenario's design prior
+(``effect.design_prior``: ``d`` for ORS, the log risk ratio for a binary outcome), then
+simulates and fits the scenario with that effect (:func:`assurance_scenario`). Its seed
+``s`` is split in two, ``s.spawn(2)``: the first child draws the effect, the second
+simulates the trial. Assurance is then the decision rate on this role (O'Hagan, Stevens &
+Campbell 2005).
 
 Examples
 --------
@@ -39,10 +48,12 @@ __all__ = [
     "replicate_seed",
     "run_task",
     "role_scenario",
+    "assurance_scenario",
+    "with_effect",
 ]
 
 #: Seed stream of each role.
-STREAMS: dict[str, int] = {"effect": 0, "null": 1}
+STREAMS: dict[str, int] = {"effect": 0, "null": 1, "assurance": 2}
 #: ``module:function`` of the simulator; a string so that worker processes can import it.
 DEFAULT_SIMULATOR = "simulate:simulate_trial"
 
@@ -61,8 +72,54 @@ def replicate_seed(seed: int, role: str, replicate: int) -> np.random.SeedSequen
 
 
 def role_scenario(scenario, role: str):
-    """The scenario simulated for ``role``: itself, or its no-effect twin for ``"null"``."""
+    """The scenario simulated for ``role``: itself, or its no-effect twin for ``"null"``.
+
+    (An ``"assurance"`` replicate draws its own effect: :func:`assurance_scenario`.)
+    """
     return scenario.null() if role == "null" else scenario
+
+
+def with_effect(scenario, value: float):
+    """The scenario with its effect set to ``value``, on the design prior's scale.
+
+    ORS: ``effect.d = value``; a not-on-track effect keeps its ratio to ``d`` (none when
+    ``d`` is 0). Binary: ``effect.risk_ratio = exp(value)``, capped just below
+    ``1 / outcome.control_rate`` so that the treated risk stays below 1.
+    """
+    eff = scenario.effect
+    if scenario.outcome.kind == "binary":
+        cap = 0.999 / scenario.outcome.control_rate
+        return scenario.replace({"effect.risk_ratio": min(math.exp(float(value)), cap)})
+    not_on_track = None
+    if eff.not_on_track_d is not None and eff.d != 0:
+        not_on_track = eff.not_on_track_d * float(value) / eff.d
+    return scenario.replace({"effect.d": float(value), "effect.not_on_track_d": not_on_track})
+
+
+def assurance_scenario(scenario, seed: np.random.SeedSequence):
+    """Draw the effect of one assurance replicate from the design prior.
+
+    Returns
+    -------
+    scenario : Scenario
+        ``scenario`` with the drawn effect (:func:`with_effect`).
+    value : float
+        The drawn effect (``d``, or the log risk ratio).
+    sim_seed : SeedSequence
+        The seed that simulates the trial.
+
+    Raises
+    ------
+    ValueError
+        When the scenario has no ``effect.design_prior``.
+    """
+    prior = scenario.effect.design_prior
+    if prior is None:
+        raise ValueError(f"scenario {scenario.name!r} has no effect.design_prior: "
+                         "assurance needs one")
+    effect_seed, sim_seed = seed.spawn(2)
+    value = float(prior.mean + prior.sd * np.random.default_rng(effect_seed).standard_normal())
+    return with_effect(scenario, value), value, sim_seed
 
 
 def _scenario(data: dict):
@@ -142,6 +199,9 @@ def run_task(task: dict) -> list[dict]:
     base = _scenario(task["scenario"])
     role = task["role"]
     scenario = role_scenario(base, role)
+    # the estimator depends on the analysis plan only: assurance replicates (one scenario
+    # each) share the base scenario's, so a Bayesian model compiles once
+    fit_scenario = base if role == "assurance" else scenario
     simulate = _simulator(task.get("simulator") or DEFAULT_SIMULATOR)
     alpha = scenario.analysis.alpha
     rows: list[dict] = []
@@ -153,10 +213,16 @@ def run_task(task: dict) -> list[dict]:
             "replicate": int(replicate),
             "seed": int(base.seed),
             "stream": STREAMS[role],
+            "decision_threshold": float(base.analysis.decision_threshold),
+            "target_width": _float(base.analysis.target_width),
         }
         t0 = time.perf_counter()
         try:
-            trial = simulate(scenario, seed)
+            if role == "assurance":
+                sim_scenario, common["design_effect"], seed = assurance_scenario(base, seed)
+            else:
+                sim_scenario = scenario
+            trial = simulate(sim_scenario, seed)
             truth, data = dict(trial.truth), trial.data
             sim_error = None
         except Exception as exc:  # recorded in every row of this replicate
@@ -171,7 +237,7 @@ def run_task(task: dict) -> list[dict]:
                 continue
             t1 = time.perf_counter()
             try:
-                est = _estimator(name, scenario)
+                est = _estimator(name, fit_scenario)
                 e = est.fit(data)
             except Exception as exc:
                 row["fit_seconds"] = time.perf_counter() - t1

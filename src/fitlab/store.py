@@ -43,7 +43,8 @@ SORT = ["role", "estimator", "replicate"]
 #: Names of files being written start with this; readers skip them, ``clean`` removes them.
 TMP_PREFIX = ".tmp-"
 _NUMERIC = ["estimate", "se", "lower", "upper", "p_value", "p_positive", "truth",
-            "truth_itt", "truth_cace", "fit_seconds", "sim_seconds"]
+            "truth_itt", "truth_cace", "fit_seconds", "sim_seconds", "decision_threshold",
+            "target_width", "design_effect"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:

@@ -98,15 +98,16 @@ def run_grid(path: str | Path, out_root: str | Path = "outputs", *, report: bool
 
 def run_scenario(scenario, reps: int | None, out_root: str | Path = "outputs", *,
                  estimators: list[str] | None = None, null: bool = True,
-                 report: bool = False, fast: bool = False,
+                 assurance: bool = False, report: bool = False, fast: bool = False,
                  precision: Precision | None = None, **batch) -> dict:
-    """Run one scenario (and its null twin) into ``out_root/<scenario_id>/``.
+    """Run one scenario (its null twin, its assurance replicates) into
+    ``out_root/<scenario_id>/``.
 
     ``reps`` replicates of each estimator, or with ``precision`` rounds until its target
     is met (``precision.first_reps`` is the first round; ``reps`` is then unused). The
     scenario folder is locked for the run. Returns the dict of :func:`run_grid`.
     """
-    job = scenario_job(scenario, reps or 1, estimators, null=null)
+    job = scenario_job(scenario, reps or 1, estimators, null=null, assurance=assurance)
     folder = Path(out_root) / job.scenario_id
     with folder_lock(folder):
         res, jobs, run = _run([job], out_root, precision, None, **batch)

@@ -25,7 +25,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -54,6 +54,7 @@ __all__ = [
     "Effect",
     "Missingness",
     "Compliance",
+    "DesignPrior",
 ]
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -286,6 +287,23 @@ class BinaryOutcome(_Variance):
     client_icc: float = Field(0.30, ge=0.0, lt=1.0)
 
 
+class DesignPrior(_Section):
+    """A design prior on the effect: the distribution assurance averages power over.
+
+    Attributes
+    ----------
+    distribution : {"normal"}
+        The prior's family.
+    mean, sd : float
+        Its mean and SD, on ``d`` (ORS) or the log risk ratio (binary). ``sd = 0`` is a
+        point mass at ``mean`` (assurance is then power at that effect).
+    """
+
+    distribution: Literal["normal"] = "normal"
+    mean: float
+    sd: float = Field(ge=0.0)
+
+
 class Effect(_Section):
     """The effect of FIT for a client who takes it up from a high-fidelity therapist.
 
@@ -299,11 +317,16 @@ class Effect(_Section):
         effect that keeps the average at ``d``. ``None``: the same effect for all.
     risk_ratio : float
         Binary outcome: risk ratio at the primary month (1.8; range 1.15-2.6).
+    design_prior : DesignPrior or None
+        The uncertainty about the effect when planning, for assurance (power averaged
+        over it; O'Hagan, Stevens & Campbell 2005): on ``d`` for an ORS outcome, on the
+        log risk ratio for a binary one. ``None``: no assurance can be computed.
     """
 
     d: float = 0.15
     not_on_track_d: float | None = 0.30
     risk_ratio: float = Field(1.8, gt=0.0)
+    design_prior: DesignPrior | None = None
 
 
 class Missingness(_Section):
@@ -408,10 +431,19 @@ class Analysis(_Section):
         Significance level.
     sides : {1, 2}
         Two-sided tests (the default), or one-sided in the direction of benefit.
+    decision_threshold : float
+        Bayesian decision rule: FIT is declared better when the posterior
+        P(effect > 0 | data) exceeds this (0.975, the Bayesian twin of a one-sided 2.5%
+        test).
+    target_width : float or None
+        A target width of the 95% interval (estimand scale: ORS points, or the risk
+        difference); the probability of reaching it is reported. ``None``: not reported.
     """
 
     alpha: OpenRate = 0.05
     sides: Literal[1, 2] = 2
+    decision_threshold: OpenRate = 0.975
+    target_width: float | None = Field(None, gt=0.0)
 
 
 Outcome = Annotated[OrsOutcome | BinaryOutcome, Field(discriminator="kind")]
@@ -615,6 +647,10 @@ def _allowed_keys(loc: tuple, outcome_kind: str | None = None) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
+        # an optional section (``Section | None``) is that section
+        models = [a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1 and type(None) in get_args(ann):
+            ann = models[0]
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
         else:

@@ -44,7 +44,7 @@ from fitlab.cli.common import EXIT_USER, fail
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules of ``fitlab.cli`` that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("simulate", "power", "fit", "batch", "solve", "demo", "allocate",
+COMMAND_MODULES = ("simulate", "power", "fit", "batch", "solve", "sbc", "demo", "allocate",
                    "economics", "predict", "doctor", "completion")
 
 

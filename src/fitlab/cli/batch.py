@@ -23,7 +23,8 @@ __all__ = ["add_parser", "cmd_run", "cmd_batch", "cmd_report", "batch_options",
 #: Summary columns printed after a batch, where present.
 SUMMARY_COLUMNS = ("name", "f_base", "design", "clients_per_unit", "attrition_rate",
                    "estimator", "reps", "power", "power_mcse", "type_i_error", "coverage",
-                   "bias", "failed", "not_converged", "analytic_power")
+                   "bias", "failed", "not_converged", "analytic_power", "bayes_power",
+                   "assurance", "bayes_assurance")
 
 
 def add_parser(sub) -> None:
@@ -45,6 +46,9 @@ def add_parser(sub) -> None:
                    "outcome and design; e.g. diff_means,reml_trajectory)")
     s.add_argument("--no-null", action="store_true",
                    help="skip the null twin, so no type I error (default: run it)")
+    s.add_argument("--assurance", action="store_true",
+                   help="also run assurance replicates, the effect drawn from the "
+                   "scenario's effect.design_prior (default: off)")
     s.add_argument("--report", action="store_true",
                    help="also render report 04 into the results folder (default: off)")
     _add_precision_flags(s)
@@ -144,8 +148,8 @@ def cmd_run(args) -> int:
     sc = scenario(args.scenario, ("simulate",), args, workers=args.workers)
     ests = [e.strip() for e in args.estimators.split(",") if e.strip()] if args.estimators else None
     out = run_scenario(sc, args.reps, args.out, estimators=ests, null=not args.no_null,
-                       report=args.report, fast=args.fast, precision=prec,
-                       **batch_options(args))
+                       assurance=args.assurance, report=args.report, fast=args.fast,
+                       precision=prec, **batch_options(args))
     return report_batch(out)
 
 

@@ -32,10 +32,29 @@ A fit is ``converged`` when (Vehtari et al. 2021):
 
 Failing fits are returned with ``converged=False`` and the reasons in ``warnings``; they
 are never dropped or re-run silently. Variance components are reported as ``var_*``.
+
+Draws for simulation-based calibration
+--------------------------------------
+Every Bayesian estimator (NUTS here, and the fast integrated route) offers the same two
+methods, which :mod:`fitlab.sbc` uses (Talts et al. 2018):
+
+- ``prior_predictive(data, n, seed) -> (params, columns)``: ``n`` draws from the model's
+  prior for the design of ``data`` (its units, therapists, clients, occasions, arms and
+  periods; the outcomes of ``data`` are not used). ``params`` maps names to arrays of
+  shape ``(n,)``; ``columns`` maps long-format columns (``"outcome"``, and for a model
+  that also generates it, ``"uptake"``) to arrays ``(n, rows)`` of simulated values for
+  the rows of ``est.prepare(data)``, in that order.
+- ``posterior_draws(data_or_fit, n, seed) -> params``: ``n`` posterior draws of the same
+  names, thinned evenly over the chains so that they are nearly independent.
+
+The names are ``"effect"`` (the estimand, as the fit reports it) and ``"var_<component>"``
+for every variance component (``var_resid`` for a residual variance).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import time
 import zlib
@@ -58,6 +77,7 @@ __all__ = [
     "occasion_codes",
     "post",
     "random_effect",
+    "fused_callback",
 ]
 
 #: Sampler options every Bayesian estimator accepts, and their defaults.
@@ -248,8 +268,19 @@ class BayesEstimator(Estimator):
                 import nutpie
 
                 compiled = nutpie.compile_pymc_model(model)
+                fused = self._fused_logp(compiled, cap) if self.options.get("fused") else None
+                if fused is not None:
+                    compiled = dataclasses.replace(compiled, compiled_logp_func=fused)
             self._models[key] = (model, compiled)
         return self._models[key]
+
+    def _fused_logp(self, compiled, cap):
+        """A hand-fused log density for nutpie (:func:`fused_callback`), or None.
+
+        Models that have one accept the option ``fused`` (default True) and override this;
+        it must be the PyMC graph's density, value and gradient (checked in the tests).
+        """
+        return None
 
     @property
     def n_compiles(self) -> int:
@@ -290,6 +321,104 @@ class BayesEstimator(Estimator):
                                   target_accept=float(o["target_accept"] or 0.8),
                                   compute_convergence_checks=False)
         return idata, meta, time.perf_counter() - t0
+
+    def prior_scales(self, defaults: dict[str, float]) -> dict[str, float]:
+        """The model's prior scales: ``defaults`` updated by the option ``priors``.
+
+        Raises
+        ------
+        EstimatorError
+            For an unknown name or a scale that is not a positive number.
+        """
+        given = self.options.get("priors") or {}
+        if not isinstance(given, dict):
+            raise EstimatorError(f"priors must be a mapping of prior scales, got {given!r}")
+        bad = sorted(set(given) - set(defaults))
+        if bad:
+            raise EstimatorError(f"unknown prior(s) {bad} for {self.name}; allowed: "
+                                 f"{sorted(defaults)}")
+        for k, v in given.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
+                raise EstimatorError(f"priors.{k} must be a positive number, got {v!r}")
+        return {**defaults, **{k: float(v) for k, v in given.items()}}
+
+    # -- draws for simulation-based calibration (see the module docstring) -------------
+    def _prior_model(self, data: dict[str, np.ndarray], capacity: dict[str, int], meta):
+        """The generative twin of ``_build`` (same priors, an observed ``obs`` to draw).
+
+        Models whose likelihood is a ``pm.Potential`` override it.
+        """
+        return self._build(data, capacity)
+
+    def _prior_columns(self, df: pd.DataFrame, idata, meta) -> dict[str, np.ndarray]:
+        """Long-format columns ``(n, rows)`` from ``sample_prior_predictive``'s ``obs``."""
+        obs = np.asarray(idata.prior_predictive["obs"])
+        return {"outcome": obs.reshape((-1,) + obs.shape[2:]).astype(float)}
+
+    def _prior_effect(self, idata, meta, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The estimand of each prior draw (``idata.posterior`` holds the prior draws).
+
+        The default is the fit's own summary; a model whose estimand depends on the
+        simulated data (e.g. on who took up FIT) overrides it.
+        """
+        return np.asarray(self._summarize(idata, meta)[0], dtype=float).ravel()
+
+    def variance_draws(self, idata) -> dict[str, np.ndarray]:
+        """``var_<component>`` draws from every ``sigma_<component>`` (``sigma``: resid)."""
+        out = {}
+        for name in idata.posterior.data_vars:
+            if name == "sigma" or (name.startswith("sigma_") and
+                                   np.asarray(idata.posterior[name]).ndim == 2):
+                key = "resid" if name == "sigma" else name.removeprefix("sigma_")
+                out[f"var_{key}"] = post(idata, name) ** 2
+        return out
+
+    def prior_predictive(self, data: pd.DataFrame, n: int, seed: int = 0):
+        """``n`` draws of the parameters and data from the prior, for the design of ``data``.
+
+        Returns
+        -------
+        params : dict
+            ``"effect"`` and ``"var_<component>"``, arrays of shape ``(n,)``.
+        columns : dict
+            Long-format columns (``"outcome"``, ...) of shape ``(n, rows)`` for the rows
+            of ``self.prepare(data)``.
+        """
+        import arviz as az
+        import pymc as pm
+
+        df = self.prepare(data)
+        arrays, sizes, meta = self._arrays(df, df.attrs["primary_month"])
+        model = self._prior_model(arrays, self._capacity(sizes), meta)
+        quiet = logging.getLogger("pymc")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # not "Sampling: [...]" for every block
+        try:
+            with model:
+                idata = pm.sample_prior_predictive(draws=int(n), random_seed=int(seed))
+        finally:
+            quiet.setLevel(level)
+        fake = az.InferenceData(posterior=idata.prior)
+        columns = self._prior_columns(df, idata, meta)
+        params = {"effect": self._prior_effect(fake, meta, columns)}
+        params.update(self.variance_draws(fake))
+        return params, columns
+
+    def posterior_draws(self, data_or_fit, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """``n`` posterior draws of ``"effect"`` and ``"var_<component>"``.
+
+        ``data_or_fit`` is a long table (fitted here) or a :class:`Posterior`. The draws
+        are spaced evenly over the pooled chains from a random start (``seed``), so that
+        with ``n`` well below the ESS they are nearly independent.
+        """
+        fit = data_or_fit if isinstance(data_or_fit, Posterior) else self.posterior(data_or_fit)
+        draws = {"effect": np.asarray(fit.effect_draws, dtype=float).ravel()}
+        draws.update(self.variance_draws(fit.idata))
+        total = len(draws["effect"])
+        step = total / int(n)
+        start = np.random.default_rng(seed).uniform(0, step)
+        pick = np.minimum((start + step * np.arange(int(n))).astype(int), total - 1)
+        return {k: np.asarray(v, dtype=float)[pick] for k, v in draws.items()}
 
     def _estimate(self, idata, meta, seconds: float) -> tuple[Estimate, np.ndarray]:
         effect, extra = self._summarize(idata, meta)
@@ -388,3 +517,59 @@ def variance_components(idata, names: dict[str, str]) -> dict[str, float]:
             if k in draws:
                 out[f"icc_{k}"] = float(np.mean(draws[k] / total))
     return out
+
+
+def fused_callback(kernel, compiled, names: tuple[str, ...]):
+    """A nutpie log-density callback around a numba kernel, reading the model's data.
+
+    ``kernel(x, grad, *arrays) -> logp`` is a ``numba.njit`` function of the unconstrained
+    parameters ``x`` (nutpie's layout: ``compiled.shape_info``) that fills ``grad``;
+    ``arrays`` are the ``pm.Data`` containers ``names``, read from nutpie's ``user_data``
+    record of ``compiled``, so that ``with_data`` swaps them as it does for the graph.
+    Replacing ``compiled.compiled_logp_func`` by the result is all it takes: nutpie calls
+    it without the GIL, like its own. Returns a ``numba.cfunc``.
+    """
+    import numba
+    from nutpie.compile_pymc import address_as_void_pointer
+
+    @numba.njit(inline="always")
+    def arr(ptr, size, dtype):
+        return numba.carray(address_as_void_pointer(ptr), size, dtype)
+
+    env = {"numba": numba, "np": np, "arr": arr, "kernel": kernel, "n_dim": int(compiled.n_dim),
+           "record": compiled.user_data.dtype}
+    reads = []
+    for i, name in enumerate(names):
+        # PyMC keeps integer data as int32 or int64, whichever holds it
+        env[f"t{i}"] = compiled.shared_data[name].dtype.type
+        reads.append(f"    a{i} = arr(d[{name!r}][()], n[{name!r}][()], t{i})")
+    src = "\n".join([
+        "def fused(dim, x_, out_, logp_, user_data_):",
+        "    if dim != n_dim:",
+        "        return -1",
+        "    x = numba.carray(x_, (n_dim,))",
+        "    g = numba.carray(out_, (n_dim,))",
+        "    sh = numba.carray(user_data_, (), record)['shared']",
+        "    d, n = sh['data'], sh['size']",
+        *reads,
+        f"    lp = kernel(x, g, {', '.join(f'a{i}' for i in range(len(names)))})",
+        "    numba.carray(logp_, ())[()] = lp",
+        "    if not np.isfinite(lp):",
+        "        return 4",
+        "    for i in range(n_dim):",
+        "        if not np.isfinite(g[i]):",
+        "            return 3",
+        "    return 0",
+    ])
+    exec(compile(src, "<fused_callback>", "exec"), env)  # noqa: S102 (code built above)
+    f64 = numba.types.float64
+    sig = numba.types.int64(numba.types.uint64, numba.types.CPointer(f64),
+                            numba.types.CPointer(f64), numba.types.CPointer(f64),
+                            numba.types.voidptr)
+    return numba.cfunc(sig)(env["fused"])
+
+
+def parameter_offsets(compiled) -> dict[str, int]:
+    """Where each unconstrained parameter starts in nutpie's flat vector."""
+    names, slices, _ = compiled.shape_info
+    return {n: int(sl.start) for n, sl in zip(names, slices)}
