@@ -26,6 +26,8 @@ os.environ.setdefault("PYTENSOR_FLAGS", f"compiledir={ROOT / '.pytensor'}")
 #: models calibrated by default, with the wrong prior each is also tested against; the
 #: fast integrated route adds its names here
 MODELS = {
+    "bayes_trajectory": {"unit": 0.02},
+    "bayes_stepped_wedge": {"unit": 0.02},
     "bayes_binary": {"sigma_unit": 4.0},
     "bayes_cace": {"sigma_unit": 0.1},
 }

@@ -18,9 +18,17 @@ from fitlab.errors import UsageError
 from fitlab.sbc import rank_bins, run_sbc, uniformity
 
 #: the estimator of the reduced SBC run; the fast integrated route plugs in here
-SBC_CI_MODEL = os.environ.get("FITLAB_SBC_MODEL", "bayes_binary")
+SBC_CI_MODEL = os.environ.get("FITLAB_SBC_MODEL", "bayes_trajectory")
 #: per model: options of the fits, replicates, L, and the wrong prior to simulate from
 CI_SETTINGS = {
+    # the fast integrated route: about 50 ms a fit, so 150 replicates in seconds
+    "bayes_trajectory": {
+        "options": {}, "reps": 150, "wrong_reps": 40, "draws": 19,
+        # 4 units barely inform the unit SD: with true SDs from HalfNormal(0.02) (relative
+        # to sigma) every true var_unit falls below the posterior draws of the
+        # HalfNormal(0.5) prior's fit
+        "wrong": {"unit": 0.02},
+    },
     "bayes_binary": {
         "options": {"draws": 150, "tune": 200, "chains": 2},
         "reps": 30, "wrong_reps": 20, "draws": 19,

@@ -175,6 +175,8 @@ def bias_coverage_panels(table: pd.DataFrame, title: str = ""):
     axes[0].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 #: Decision diagnosands of the report's table: summary column -> heading.

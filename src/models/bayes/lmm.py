@@ -153,12 +153,12 @@ class _IntegratedLMM(Estimator):
         return est, res
 
     # -- simulation-based calibration ---------------------------------------------------
-    def posterior_draws(self, data: pd.DataFrame, n: int, seed: int = 0,
-                        outcome=None) -> dict[str, np.ndarray]:
-        """``n`` joint posterior draws: ``effect`` and the ``var_*`` components."""
-        df = self.prepare(data)
-        _, res = self.integrated(df, outcome)
-        return res.draws(n, np.random.default_rng(seed))
+    def posterior_draws(self, data_or_fit, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """``n`` independent joint posterior draws: ``effect`` and the ``var_*``
+        components, for a long table or a :class:`~models.bayes.base.Posterior`."""
+        df = data_or_fit.data if isinstance(data_or_fit, Posterior) else self.prepare(data_or_fit)
+        _, res = self.integrated(df)
+        return res.draws(int(n), np.random.default_rng(seed))
 
     def prior_predictive(self, data: pd.DataFrame, n: int, seed: int = 0):
         """Parameters drawn from the prior and outcomes simulated from the model for the
@@ -168,12 +168,14 @@ class _IntegratedLMM(Estimator):
         -------
         params : dict of name -> array (n,)
             ``effect`` and the ``var_*`` components.
-        outcomes : ndarray (n, rows)
+        columns : dict
+            ``{"outcome": array (n, rows)}`` for the rows of ``self.prepare(data)``.
         """
         df = self.prepare(data)
         d = self._design(df)
-        return simulate_from_prior(d, self.priors, self.options["client_cov"], n,
-                                   np.random.default_rng(seed))
+        params, y = simulate_from_prior(d, self.priors, self.options["client_cov"], n,
+                                        np.random.default_rng(seed))
+        return params, {"outcome": y}
 
 
 def simulate_from_prior(d: _Design, pr: Priors, client_cov: str, n: int, rng):
