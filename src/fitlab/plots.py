@@ -41,21 +41,30 @@ def condition_label(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     return out
 
 
-def main_estimator(summary: pd.DataFrame) -> dict[str, str]:
-    """Per design, the estimator run on the most scenarios (the grid's fast estimator)."""
+def main_estimator(summary: pd.DataFrame, family: str | None = None) -> dict[str, str]:
+    """Per design, the estimator run on the most scenarios (the grid's main analysis).
+
+    On a tie a frequentist estimator comes first. ``family="bayes"`` (or ``"freq"``)
+    picks among the Bayesian (frequentist) estimators only.
+    """
     counts = summary.groupby(["design", "estimator"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["design", "n"], ascending=[True, False])
+    counts["bayes"] = counts["estimator"].str.startswith("bayes")
+    if family is not None:
+        counts = counts[counts["bayes"] == (family == "bayes")]
+    counts = counts.sort_values(["design", "n", "bayes"], ascending=[True, False, True])
     return counts.drop_duplicates("design").set_index("design")["estimator"].to_dict()
 
 
 def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
-                 analytic: str = "analytic_power", target: float | None = 0.8):
+                 analytic: str = "analytic_power", target: float | None = 0.8,
+                 family: str | None = None):
     """Power against ``x``: one panel per design, side by side on a shared axis.
 
     Each panel draws its design's main (fast) estimator, one line per combination of the
     ``hue`` columns, with ±2 MCSE error bars; the ``analytic`` column dashed in the same
-    colour. Estimators run on only a few scenarios (Bayesian confirmation) are drawn as
-    black diamonds. With ``target``, the target power is a grey line, and for each line
+    colour. Estimators run on fewer scenarios (a confirmation) are drawn as black
+    diamonds; ``family`` ("bayes" or "freq") draws that family's main estimator instead
+    of the overall one. With ``target``, the target power is a grey line, and for each line
     the fitted power curve (:func:`fitlab.answers.crossing`) marks where it crosses the
     target (a triangle with the 95% interval), or says by an arrow at the edge that it
     crosses beyond the sizes simulated.
@@ -63,7 +72,8 @@ def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
     import matplotlib.pyplot as plt
 
     designs = [d for d in DESIGN_ORDER if d in set(summary["design"])]
-    main = main_estimator(summary)
+    main = main_estimator(summary, family)
+    designs = [d for d in designs if d in main]
     fig, axes = plt.subplots(1, len(designs), squeeze=False, sharey=True,
                              figsize=(4.4 * len(designs), 3.8))
     df = summary.assign(_hue=condition_label(summary, hue))
@@ -83,6 +93,8 @@ def power_panels(summary: pd.DataFrame, x: str, hue: list[str], title: str,
             if target is not None:
                 _mark_crossing(ax, g, x, target, f"C{k}")
         for est, g in d[d["estimator"] != main[design]].groupby("estimator"):
+            if g["scenario_id"].nunique() >= fast["scenario_id"].nunique():
+                continue  # a second main analysis, drawn in its own panels
             ax.errorbar(g[x], g["power"], yerr=2 * g["power_mcse"], fmt="D", color="k",
                         ms=6, capsize=3, label=f"{est} ({', '.join(g['_hue'].unique())})")
         ax.axhline(0.8 if target is None else target, color="grey", lw=0.8, ls=":")
