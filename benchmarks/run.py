@@ -208,7 +208,7 @@ def run_power(quick: bool) -> dict:
 
 
 MEMORY_CHILD = r"""
-import json, resource, sys, tempfile, time
+import json, sys, tempfile, time
 from pathlib import Path
 reps, estimator = int(sys.argv[1]), sys.argv[2]
 from simulate import Scenario
@@ -220,8 +220,11 @@ with tempfile.TemporaryDirectory() as tmp:
              workers=1, progress=False)
     sec = time.perf_counter() - t0
     disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "seconds": sec, "disk_mb": disk / 2**20}))
+# VmHWM, not getrusage: Linux carries ru_maxrss across fork and exec, so getrusage would
+# report the (large) benchmark parent's peak instead of this batch's own.
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
+              if line.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_mb": hwm_kb / 1024, "seconds": sec, "disk_mb": disk / 2**20}))
 """
 
 

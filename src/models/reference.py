@@ -31,7 +31,7 @@ def fit_mixedlm(y, X, unit, therapist, client, z_slope=None, *, method="reml",
                 client_re=None, names=None):
     """Fit the nested model with statsmodels MixedLM (independent client intercept/slope).
 
-    Parameters are as :func:`models.reml.engine.fit_nested_lmm`. Returns ``(result, messages)``:
+    Parameters are as :func:`models.reml.fit.fit_nested_lmm`. Returns ``(result, messages)``:
     the statsmodels result and the warning messages raised while fitting.
     """
     import statsmodels.api as sm

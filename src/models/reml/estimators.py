@@ -2,7 +2,7 @@
 
 Both build their fixed effects from the prepared long table (with the plan's model
 ``time``, 0 at baseline and 1 at the primary month), fit them with
-:func:`models.reml.engine.fit_nested_lmm` from a fixed starting point, and test the
+:func:`models.reml.fit.fit_nested_lmm` from a fixed starting point, and test the
 effect at the primary month with a Wald t test (between-within degrees of freedom) or a
 z test. A fit depends on its data and plan only.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import special
 
 from models.base import Estimate, Estimator, EstimatorError, LongFormatError, register
-from models.reml.engine import MixedFit, fit_nested_lmm
+from models.reml.fit import MixedFit, fit_nested_lmm
 
 __all__ = [
     "client_re_level",
