@@ -1,6 +1,6 @@
 """Cost and convergence of the NUTS binary and CACE models against statsmodels MixedLM.
 
-Target (issue 10): ``bayes_binary`` (on ``params/ips_2to1.yaml`` and on the default
+Target: ``bayes_binary`` (on ``params/ips_2to1.yaml`` and on the default
 scenario with a binary outcome) and ``bayes_cace`` (ORS, default scenario) cost at most
 1x MixedLM per replicate, with 10/10 fits passing the convergence rule of
 :mod:`models.bayes.base` (R-hat < 1.01 on the monitored parameters, bulk and tail ESS >=
