@@ -4,7 +4,7 @@ For each model (``bayes_trajectory`` on the default individual design, and
 ``bayes_stepped_wedge`` on ``params/fit_stepped_wedge.yaml``) and each of ``--reps``
 replicates, the fast route and its NUTS twin (``*_nuts``: every random effect explicit,
 4 chains x ``--draws`` draws after ``--tune`` tuning steps) fit the same data. The targets
-(issue tolerances) are: posterior mean within 0.1 posterior SD, posterior SD within 10%,
+are: posterior mean within 0.1 posterior SD, posterior SD within 10%,
 95% interval endpoints within 0.15 SD, in units of the NUTS posterior SD. NUTS's own Monte
 Carlo error at a bulk ESS of several thousand is a few hundredths of an SD.
 
