@@ -1,9 +1,9 @@
 """Estimators are pure functions of their data and plan.
 
 The same data give the same Estimate whatever the estimator object fitted before, in
-whichever order replicates arrive, and (Bayesian) whatever the number of sampler threads.
-The batch-level checks (1 vs 2 workers vs Dask vs kill + resume) are in
-``tests/test_study_batch.py``.
+whichever order replicates arrive, and (Bayesian) whatever the number of sampler threads;
+and a batch gives the same replicate table with 1 or 2 workers, on Dask, or cut short and
+resumed.
 """
 
 import pytest
