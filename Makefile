@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor
+# pip's numpy bundles its BLAS under a private name PyTensor cannot link, so PyTensor would
+# warn about "no BLAS" in every report; say so once here (empty ldflags is what it falls
+# back to anyway). The lab's samplers run compiled by numba/nutpie, not PyTensor's C code.
+# Set PYTENSOR_FLAGS yourself to link a system BLAS.
+export PYTENSOR_FLAGS ?= compiledir=$(CURDIR)/.pytensor,blas__ldflags=
 # one BLAS thread per process: parallelism comes from processes, and threaded BLAS inside
 # small optimizations made REML fits 5-10x slower on 2 cores
 export OPENBLAS_NUM_THREADS ?= 1

@@ -27,6 +27,20 @@ __all__ = ["run_notebook", "run_notebooks", "to_html", "KERNEL"]
 KERNEL = "python3"
 
 
+def _kernel_manager_class():
+    """A kernel manager that talks to the kernel over local sockets (IPC), not TCP.
+
+    The kernel and papermill always share this machine; with TCP every kernel prints a
+    warning about unencrypted traffic into the demo's output, and opens ports for nothing.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = "ipc"
+
+    return IPCKernelManager
+
+
 def to_html(ipynb: str | Path, html: str | Path | None = None) -> Path:
     """Export an executed notebook to HTML next to it (or at ``html``)."""
     from nbconvert import HTMLExporter
@@ -90,7 +104,8 @@ def run_notebook(
     try:
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel_name,
                             progress_bar=False, cwd=str(nb.resolve().parent),
-                            execution_timeout=timeout)
+                            execution_timeout=timeout,
+                            kernel_manager_class=_kernel_manager_class())
         rec["status"] = "ok"
     except pm.PapermillExecutionError as exc:
         rec.update(status="failed", cell_index=exc.cell_index, exec_count=exc.exec_count,
