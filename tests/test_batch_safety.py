@@ -231,7 +231,7 @@ def test_interrupted_finish_is_rebuilt(tmp_path, monkeypatch):
 class _AlwaysFails(Estimator):
     """Raises on every fit."""
 
-    name = "_test_i9_fails"
+    name = "_test_always_fails"
 
     def _fit(self, df, primary_month):
         raise RuntimeError("singular (on purpose)")
@@ -241,7 +241,7 @@ class _AlwaysFails(Estimator):
 class _NeverConverges(Estimator):
     """Returns an estimate flagged as not converged."""
 
-    name = "_test_i9_not_converged"
+    name = "_test_never_converges"
 
     def _fit(self, df, primary_month):
         return Estimate(self.name, "itt", 1.0, 0.5, 0.0, 2.0, p_value=0.04,
@@ -252,10 +252,10 @@ class _NeverConverges(Estimator):
 def test_exit_status_says_when_every_fit_failed(tmp_path, capsys, small):
     path = small[0]
     argv = ["run", str(path), "--reps", "3", "--no-progress", "--out", str(tmp_path / "o"),
-            "--estimators", "diff_means,_test_i9_fails,_test_i9_not_converged"]
+            "--estimators", "diff_means,_test_always_fails,_test_never_converges"]
     assert main(argv) == 1
     cap = capsys.readouterr()
     assert "not_converged" in cap.out and "failed" in cap.out
-    assert "every fit failed: _test_i9_fails" in cap.err and "singular (on purpose)" in cap.err
+    assert "every fit failed: _test_always_fails" in cap.err and "singular (on purpose)" in cap.err
     assert main(argv) == 1  # the same on a re-run that has nothing left to fit
-    assert main(argv[:-1] + ["diff_means,_test_i9_not_converged"]) == 0
+    assert main(argv[:-1] + ["diff_means,_test_never_converges"]) == 0

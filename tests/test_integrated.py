@@ -183,8 +183,8 @@ def test_mode_is_found_from_the_fixed_start():
 
 @pytest.mark.bayes
 def test_agrees_with_a_long_nuts_run():
-    # the same model and priors by NUTS with explicit random effects; tolerances of the
-    # issue: mean within 0.1 posterior SD, SD within 10%, interval ends within 0.15 SD.
+    # the same model and priors by NUTS with explicit random effects; the agreement
+    # targets: mean within 0.1 posterior SD, SD within 10%, interval ends within 0.15 SD.
     # NUTS's own Monte Carlo error at ESS > 1000 is below 0.03 SD for the mean and about
     # 0.05 SD for the 2.5% and 97.5% quantiles.
     sc = Scenario().replace({"size.units": 6, "size.clients_per_unit": 12})
