@@ -56,6 +56,24 @@ def test_power_json(capsys):
     assert 0 < res["power"] < 1
 
 
+def test_power_solve_and_mde_read_as_sentences(capsys):
+    # the printed answer is the solver's own (the CLI must not round it into another size)
+    from simulate import Scenario
+    from simulate.power import mde, solve_size
+
+    sc = Scenario()
+    size = solve_size(sc, "size.units", 0.8, method="textbook")
+    found = mde(sc, 0.8, method="textbook")
+    assert main(["power", "default", "--solve", "size.units", "--mde",
+                 "--method", "textbook"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"size.units {size['value']} for power 0.8 (now 12,")
+    assert out[1] == (f"  power at {size['value']}: {size['power']:.4f}, at "
+                      f"{size['value'] - 1}: {size['power_below']:.4f}")
+    assert f"ITT {found['effect']:.3g} ORS points" in out[3]
+    assert all("{" not in line for line in out)  # sentences, not a dict dump
+
+
 @pytest.mark.parametrize("argv, message", [
     (["fit", "default", "--estimator", "nope"], "unknown estimator 'nope'"),
     (["simulate", "missing.yaml", "--out", "OUT/t.csv"], "not found"),

@@ -24,7 +24,7 @@ Examples
 >>> pts = pd.DataFrame({"clients_per_unit": [10, 20, 40, 80], "power": [0.3, 0.5, 0.75, 0.95],
 ...                     "reps": 150})
 >>> round(crossing(pts, "clients_per_unit")["size"])
-49
+46
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ Examples
 >>> import numpy as np
 >>> curve = fit_power_curve([20, 40, 80], [30, 55, 88], [100, 100, 100])
 >>> round(curve.solve(0.8)["size"])
-63
+66
 """
 
 from __future__ import annotations

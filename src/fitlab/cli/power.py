@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
 def cmd_power(args) -> int:
     """Print the analytic power (a short summary or one JSON object), or the solved size
     and the detectable effect with ``--solve`` / ``--mde``."""
-    from fitlab.cli.summary import power_summary
+    from fitlab.cli.summary import mde_summary, power_summary, solve_summary
     from simulate.power import mde, power, solve_size
 
     sc = scenario(args.scenario, ("power",), args)
@@ -77,10 +77,10 @@ def cmd_power(args) -> int:
     if args.json:
         print_json(res)
         return 0
-    for k, v in res.items():
-        print(f"{k}:")
-        for kk, vv in v.items():
-            print(f"{kk:>26}: {vv}")
+    if "solve" in res:
+        print(solve_summary(res["solve"]))
+    if "mde" in res:
+        print(mde_summary(res["mde"]))
     return 0
 
 

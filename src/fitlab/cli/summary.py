@@ -20,7 +20,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-__all__ = ["power_summary", "DESIGN_NAMES", "SOLVE_TARGET"]
+__all__ = ["power_summary", "solve_summary", "mde_summary", "DESIGN_NAMES", "SOLVE_TARGET"]
 
 DESIGN_NAMES = {"individual": "individual randomization",
                 "cluster": "parallel cluster randomization", "stepped_wedge": "stepped wedge"}
@@ -182,3 +182,76 @@ def _solver_lines(scenario: Any) -> list[str]:
         if value is not None:
             out.append(f"detectable effect d {_f(value)} at power {SOLVE_TARGET:g} (textbook)")
     return out
+
+
+def _method_words(res: dict[str, Any]) -> str:
+    test = f"{res['sides']}-sided alpha {_f(res['alpha'])}"
+    if res.get("method") == "fitted":
+        return f"power of the mixed model fitted (expected information), {test}"
+    return f"textbook power, {test}"
+
+
+def solve_summary(res: dict[str, Any]) -> str:
+    """:func:`simulate.power.solve_size`'s answer in a few lines.
+
+    Examples
+    --------
+    >>> print(solve_summary({"field": "size.units", "method": "textbook", "target": 0.8,
+    ...                      "alpha": 0.05, "sides": 2, "value": 40, "current": 12,
+    ...                      "power_current": 0.31, "power": 0.81, "power_below": 0.79,
+    ...                      "limit": None}))
+    size.units 40 for power 0.8 (now 12, power 0.31)
+      power at 40: 0.8100, at 39: 0.7900
+      method: textbook power, 2-sided alpha 0.05
+    """
+    field, target = res["field"], _f(res["target"])
+    lines = []
+    if res.get("value") is None:
+        lines.append(f"{field}: no size reaches power {target} "
+                     f"({res.get('limit') or 'the solver gave up'})")
+        if res.get("largest") is not None:
+            lines.append(f"  largest allowed {_f(res['largest'])}: power "
+                         f"{_f(res.get('power_largest'))}")
+    else:
+        lines.append(f"{field} {_f(res['value'])} for power {target} (now "
+                     f"{_f(res['current'])}, power {_f(res['power_current'], 2)})")
+        below = res.get("power_below")
+        lines.append(f"  power at {_f(res['value'])}: {res['power']:.4f}"
+                     + ("" if below is None else
+                        f", at {_f(res['value'] - 1)}: {below:.4f}"))
+    lines.append(f"  method: {_method_words(res)}")
+    return "\n".join(lines)
+
+
+def mde_summary(res: dict[str, Any]) -> str:
+    """:func:`simulate.power.mde`'s answer in a few lines.
+
+    Examples
+    --------
+    >>> print(mde_summary({"method": "fitted", "target": 0.8, "alpha": 0.05, "sides": 2,
+    ...                    "power": 0.8, "d": 1.16, "not_on_track_d": 2.31, "effect": 3.16,
+    ...                    "effect_d": 0.42, "effect_latent": 3.47, "scale": 7.7,
+    ...                    "limit": None}))
+    detectable effect at power 0.8: ITT 3.16 ORS points at the primary month (0.42 SD of intake ORS)
+      scenario fields: effect.d 1.16, effect.not_on_track_d 2.31 (7.7 times the scenario's effect)
+      before the 0-40 scale clips it: 3.47 points
+      method: power of the mixed model fitted (expected information), 2-sided alpha 0.05
+    """
+    target = _f(res["target"])
+    if res.get("limit"):
+        return (f"no detectable effect at power {target}: {res['limit']}\n"
+                f"  method: {_method_words(res)}")
+    if "risk_difference" in res:
+        lines = [f"detectable effect at power {target}: risk difference "
+                 f"{_f(res['risk_difference'])} (ITT), risk ratio {_f(res['risk_ratio_itt'])}",
+                 f"  scenario field: effect.risk_ratio {_f(res['risk_ratio'])} (full uptake "
+                 "and fidelity)"]
+    else:
+        lines = [f"detectable effect at power {target}: ITT {_f(res['effect'])} ORS points at "
+                 f"the primary month ({_f(res['effect_d'], 2)} SD of intake ORS)",
+                 f"  scenario fields: effect.d {_f(res['d'])}, effect.not_on_track_d "
+                 f"{_f(res['not_on_track_d'])} ({_f(res['scale'], 2)} times the scenario's effect)",
+                 f"  before the 0-40 scale clips it: {_f(res['effect_latent'])} points"]
+    lines.append(f"  method: {_method_words(res)}")
+    return "\n".join(lines)
+
