@@ -97,10 +97,12 @@ def test_target_run_stops_within_one_round_of_suggest_reps(tmp_path, capsys):
     target = 0.05
     assert main(["run", str(tmp_path / "tiny.yaml"), "--target-mcse", str(target),
                  "--estimators", "diff_means", "--no-null", "--out", str(tmp_path / "o"),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--report", "--fast"]) == 0
     out = capsys.readouterr().out
     assert "precision: target MCSE power 0.05" in out and " yes" in out
     (folder,) = (tmp_path / "o").iterdir()
+    # report 04 states the precision reached
+    assert "1 of 1 targets met" in (folder / "04_compare_designs.html").read_text()
     d = read_diagnosands(folder / "diagnosands.csv").set_index("diagnosand")
     reps, power, mcse = int(d.loc["power", "reps"]), d.loc["power", "value"], d.loc["power", "mcse"]
     predicted = suggest_reps(target, proportion=power)

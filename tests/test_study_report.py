@@ -25,6 +25,10 @@ estimators: [diff_means]
     root = tmp_path / "out" / "tiny"
     assert out["report"]["status"] == "ok", out["report"]
     assert (root / "04_compare_designs.html").stat().st_size > 10_000
+    executed = nbformat.read(root / "04_compare_designs.ipynb", as_version=4)
+    (cell,) = [c for c in executed.cells if c.get("id") == "precision-table"]
+    printed = "".join(o.get("text", "") for o in cell.outputs)
+    assert "run to a fixed number of replicates" in printed and "targets met" not in printed
     assert len(out["summary"]) == 4
     assert set(out["summary"]["design"]) == {"individual", "stepped_wedge"}
     runs = json.loads((root / "runs.json").read_text())
