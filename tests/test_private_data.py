@@ -87,6 +87,28 @@ def test_ordinary_ids_are_not_taken_for_identity_numbers(tmp_path, capsys, trial
     assert main(["fit", _csv(tmp_path, data), *FIT, "--columns", "client=ten_digits"]) == 0
 
 
+@pytest.mark.parametrize("form", ["YYMMDD-NNNN", "YYMMDD+NNNN", "YYYYMMDD-NNNN"])
+def test_one_written_identity_number_among_codes_is_refused(tmp_path, capsys, trial, form):
+    # a data set of pseudonymous codes with one client's identity number left in: the
+    # written form (separator before the last four digits) is refused even as one value
+    (number,) = identity_numbers(1, form, seed=7)
+    codes = {c: f"K{i:05d}" for i, c in enumerate(trial["client"].unique())}
+    first = trial["client"].iloc[0]
+    codes[first] = number
+    data = trial.assign(client=trial["client"].map(codes))
+    rows = int((trial["client"] == first).sum())
+    assert identity_number_columns(data) == {"client": rows}
+    assert main(["fit", _csv(tmp_path, data), *FIT]) == 2
+    cap = capsys.readouterr()
+    assert f"column 'client' ({rows:,} of {len(data):,} rows)" in cap.err
+    assert number not in cap.out + cap.err and "Traceback" not in cap.err
+    # the same data with the number's digits run together (a bare 10/12-digit code) is a
+    # single value below the share: analysed, and still never shown
+    bare = data.assign(client=data["client"].replace(number, number.replace("-", "")
+                                                     .replace("+", "")))
+    assert identity_number_columns(bare) == {}
+
+
 def test_helpers_never_show_an_identity_number():
     assert is_identity_number("19121212-1212") and is_identity_number(8112189876)
     assert not is_identity_number("19121212-1213") and not is_identity_number("121312-1212")
@@ -107,8 +129,9 @@ def test_text_ids_work_and_every_error_names_them(tmp_path, capsys, trial):
     assert main(["fit", _csv(tmp_path, moved), *FIT]) == 2
     err = capsys.readouterr().err
     assert "client 'c0' appears under 2 different therapists" in err and "Traceback" not in err
-    # one identity number among text ids is too few to refuse the column, but never shown
-    moved["client"] = moved["client"].replace("c0", "121212-1212")
+    # one bare-digit identity number among text ids is too few to refuse the column (the
+    # written form would be: see above), but it is never shown in another error
+    moved["client"] = moved["client"].replace("c0", "1212121212")
     assert main(["fit", _csv(tmp_path, moved), *FIT]) == 2
     err = capsys.readouterr().err
     assert "appears under 2 different therapists" in err and "121212" not in err

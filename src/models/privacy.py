@@ -6,8 +6,10 @@ Swedish personal identity numbers (*personnummer*, or *samordningsnummer*: the d
 naming the column and the number of rows but never a value. The forms recognised are
 ``YYMMDD-NNNN``, ``YYMMDD+NNNN`` (100 years or older), ``YYYYMMDDNNNN``,
 ``YYYYMMDD-NNNN`` and ``YYMMDDNNNN``, as text or as numbers (a number may have lost a
-leading zero). A value counts only with a valid date and a valid Luhn check digit, and a
-column only when at least :data:`SHARE` of its distinct values do, so ordinary integer ids
+leading zero). A value counts only with a valid date and a valid Luhn check digit. A
+column is refused when a single value is written the way identity numbers are written, with
+the ``-`` or ``+`` before the last four digits (no ordinary code looks like that), or when at
+least :data:`SHARE` of its distinct values are bare digits that pass, so ordinary integer ids
 are not refused (a random 10-digit number passes both checks with probability ~0.4%). A
 value below the share is still never shown (:func:`show`, :func:`redact`).
 
@@ -114,16 +116,20 @@ _NONE = np.array([], dtype=object)
 def identity_number_columns(data: pd.DataFrame) -> dict[str, int]:
     """Columns of ``data`` that hold identity numbers -> number of rows that hold one.
 
-    A column counts when at least :data:`SHARE` of its distinct non-missing values are
-    identity numbers.
+    A column counts when one of its values is an identity number written with its
+    separator (``YYMMDD-NNNN``, ``YYMMDD+NNNN``, ``YYYYMMDD-NNNN``), or when at least
+    :data:`SHARE` of its distinct non-missing values are identity numbers.
     """
     found: dict[str, int] = {}
     for name, col in data.items():
         hits = [v for v in _candidates(col) if is_identity_number(v)]
         if not hits:
             continue
+        # the separator makes one value unmistakable; bare digits need the share, since
+        # ~0.4% of random integer ids pass the date and Luhn checks by chance
+        written = any(isinstance(v, str) and ("-" in v or "+" in v) for v in hits)
         distinct = col.nunique(dropna=True)
-        if len(hits) >= SHARE * max(distinct, 1):
+        if written or len(hits) >= SHARE * max(distinct, 1):
             if getattr(col.dtype, "kind", "O") in "iuf":
                 rows = int(col.isin(np.asarray(hits, dtype=float)).sum())
             else:
