@@ -85,10 +85,34 @@ def test_cli_solve_json(scenario, solved, tmp_path, capsys):
     assert got["size"] == pytest.approx(res.size) and got["lower"] < got["size"] < got["upper"]
 
 
+def test_cli_solve_target_mcse_uses_the_precision_rule(scenario, solved, tmp_path, capsys):
+    import yaml
+
+    from fitlab.diagnosands import suggest_reps
+
+    root, res = solved
+    path = tmp_path / "unclustered.yaml"
+    path.write_text(yaml.safe_dump(scenario.to_dict()))
+    # MCSE 0.04 at power 0.8: 0.8 x 0.2 / 0.04^2 = 100 replicates per size, the module
+    # search's own count, so every replicate is reused and the answer is the same
+    assert suggest_reps(0.04, proportion=0.8) == 100
+    argv = ["solve", str(path), "--estimator", "diff_means_naive", "--target-mcse", "0.04",
+            "--range", "10", "100", "--out", str(root), "--workers", "1", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "100 replicates per size and round (--target-mcse 0.04 at power 0.8)" in out
+    assert "1100 replicates in 3 rounds" in out and f"{res.size:.1f}" in out
+    bad = ["solve", str(path), "--target-mcse", "0.5", "--out", str(tmp_path / "bad")]
+    assert main(bad) == 2
+    assert "--target-mcse must be in (0, 0.5)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--factor", "size.nope"], "--factor must be one of"),
     (["--target", "1.5"], "--target must be in (0, 1)"),
     (["--reps", "1"], "--reps must be at least 2"),
+    (["--reps", "50", "--target-mcse", "0.02"], "give --reps or --target-mcse, not both"),
     (["--range", "50", "10"], "--range must be two sizes"),
 ])
 def test_cli_solve_errors(extra, message, tmp_path, capsys):

@@ -6,6 +6,7 @@ Examples
 
     fitlab solve params/fit_individual.yaml --factor size.clients_per_unit --target 0.8
     fitlab solve default --factor size.units --reps 200 --rounds 4 --range 6 60 --json
+    fitlab solve params/fit_cluster.yaml --factor size.units --target-mcse 0.02
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def add_parser(sub) -> None:
     s.add_argument("--estimator", default=None, metavar="NAME",
                    help="estimator (default: the fast one for the outcome and design; e.g. "
                    "diff_means)")
-    s.add_argument("--reps", type=int, default=100, metavar="N",
-                   help="replicates added at each size of a round (default: %(default)s; "
-                   "e.g. 200)")
+    s.add_argument("--reps", type=int, default=None, metavar="N",
+                   help="replicates added at each size of a round (default: 100; e.g. 200)")
+    s.add_argument("--target-mcse", type=float, default=None, metavar="MCSE",
+                   help="instead of --reps: replicates per size so that power near the "
+                   "target has at most this Monte Carlo SE, by the rule of `fitlab run "
+                   "--target-mcse` (default: off; e.g. 0.02 gives 400 at target 0.8)")
     s.add_argument("--rounds", type=int, default=3, metavar="N",
                    help="rounds of the search (default: %(default)s; e.g. 4)")
     s.add_argument("--range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
@@ -60,10 +64,22 @@ def add_parser(sub) -> None:
 
 def cmd_solve(args) -> int:
     """Run the search and print the size, its interval and the points of the curve."""
+    from fitlab.diagnosands import suggest_reps
     from fitlab.errors import UsageError
     from fitlab.solve import solve_size
 
     at_least(args.workers, "--workers")
+    if args.target_mcse is not None and args.reps is not None:
+        raise UsageError("give --reps or --target-mcse, not both")
+    if args.reps is None:
+        args.reps = 100
+    if args.target_mcse is not None:
+        # the one rule of fitlab.precision: the replicates a proportion near the target
+        # power needs for this MCSE (the points that matter are those near the crossing)
+        if not 0 < args.target_mcse < 0.5:
+            raise UsageError(f"--target-mcse must be in (0, 0.5), got {args.target_mcse}")
+        if 0 < args.target < 1:  # else the search refuses the target, naming it
+            args.reps = suggest_reps(args.target_mcse, proportion=args.target)
     at_least(args.reps, "--reps", 2)
     at_least(args.rounds, "--rounds")
     if not 0 < args.level < 1:
@@ -84,6 +100,9 @@ def cmd_solve(args) -> int:
     for method in ("fitted", "textbook"):
         if res.analytic.get(method) is not None:
             print(f"analytic ({method}): {res.analytic[method]:.1f}")
+    if args.target_mcse is not None:
+        print(f"{args.reps} replicates per size and round (--target-mcse {args.target_mcse:g}"
+              f" at power {args.target:g})")
     print(f"{int(res.points['reps'].sum())} replicates in {len(res.rounds)} rounds; "
           f"results in {res.folder}")
     return 0
