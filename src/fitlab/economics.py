@@ -1,8 +1,9 @@
 """The economic consequence analysis end to end: posterior draws in, figures and tables out.
 
-Draws of the employment risk difference come either from a file (a real trial's
-posterior) or from fitting ``bayes_binary`` to a trial simulated from the scenario; the
-analysis itself is :mod:`models.economics`. Used by ``fitlab economics`` and notebook
+Draws of the employment risk difference come from a file (a real trial's posterior), from
+fitting ``bayes_binary`` to a real trial's long-format data (:func:`posterior_from_data`),
+or from fitting it to a trial simulated from the scenario; the analysis itself is
+:mod:`models.economics`. Used by ``fitlab economics`` and notebook
 ``06_economics.ipynb``.
 
 Examples
@@ -27,8 +28,8 @@ import pandas as pd
 from fitlab.errors import MissingFileError
 from models import economics as ec
 
-__all__ = ["EmploymentPosterior", "EconomicAnalysis", "employment_posterior", "read_draws",
-           "economic_analysis", "SAMPLER", "FAST_SAMPLER"]
+__all__ = ["EmploymentPosterior", "EconomicAnalysis", "employment_posterior",
+           "posterior_from_data", "read_draws", "economic_analysis", "SAMPLER", "FAST_SAMPLER"]
 
 #: Sampler settings of the employment model: full size, and fast (tests, quick looks).
 SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.95}
@@ -102,6 +103,44 @@ def employment_posterior(scenario, seed: int = 1, **sampler) -> EmploymentPoster
     return EmploymentPosterior(post.effect_draws, f"bayes_binary on a trial simulated from "
                                f"{scenario.name} (seed {seed})", post.estimate,
                                float(trial.truth["risk_difference"]))
+
+
+def posterior_from_data(scenario, data: pd.DataFrame, source: str, columns=None,
+                        **sampler) -> EmploymentPosterior:
+    """Fit ``bayes_binary`` to a real trial's long-format data under the scenario's plan.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Supplies the analysis plan (primary month, design) and the ``economics`` section;
+        its outcome kind is taken as binary, since the data hold the employment outcome.
+    data : pandas.DataFrame
+        Long format, ``outcome`` coded 0/1 (employed or not) per client and occasion;
+        checked as every estimator checks it (identity numbers refused, and so on).
+    source : str
+        Where the data came from, for the summary and the messages.
+    columns : dict, optional
+        Standard name -> the data's column name.
+    **sampler
+        Options of the estimator (default :data:`SAMPLER`).
+
+    Returns
+    -------
+    EmploymentPosterior
+        Without a truth: nobody knows a real trial's effect.
+    """
+    from models import get_estimator
+    from models.base import LongFormatError
+    from models.plan import AnalysisPlan
+
+    plan = AnalysisPlan.from_scenario(scenario).replace(outcome="binary")
+    est = get_estimator("bayes_binary", plan, columns=columns, **{**SAMPLER, **sampler})
+    try:
+        post = est.posterior(data)
+    except LongFormatError as exc:
+        raise LongFormatError(f"data file {source}: {exc}") from None
+    return EmploymentPosterior(post.effect_draws, f"bayes_binary on the data in {source}",
+                               post.estimate)
 
 
 def read_draws(path: str | os.PathLike) -> EmploymentPosterior:

@@ -11,15 +11,22 @@ def add_parser(sub) -> None:
     s = command(sub, "economics", "value the employment effect: net benefit, acceptability, "
                 "EVPI",
                 ["economics params/ips_2to1.yaml --wtp 10000",
-                 "economics params/ips_2to1.yaml --draws posterior_rd.csv --json"],
+                 "economics params/ips_2to1.yaml --draws posterior_rd.csv --json",
+                 "economics params/ips_2to1.yaml --data trial.csv --columns outcome=employed"],
                 "Value the employment effect by the scenario's economics section: from "
-                "posterior draws in --draws, or by fitting bayes_binary to a trial simulated "
-                "from SCENARIO.")
+                "posterior draws in --draws, by fitting bayes_binary to a real trial's "
+                "long-format data in --data, or to a trial simulated from SCENARIO.")
     s.add_argument("scenario", help="scenario YAML, a binary employment outcome unless "
                    "--draws (e.g. params/ips_2to1.yaml)")
     s.add_argument("--draws", metavar="FILE",
                    help="posterior draws of the risk difference, .npy or CSV with a column "
                    "risk_difference (default: fit a simulated trial; e.g. draws.csv)")
+    s.add_argument("--data", metavar="FILE",
+                   help="a real trial's long-format .csv/.parquet, outcome 0/1 employed, to "
+                   "fit bayes_binary to (default: a simulated trial; e.g. trial.csv)")
+    s.add_argument("--columns", default=None, metavar="PAIRS",
+                   help="with --data: standard=yours column pairs (default: the standard "
+                   "names; e.g. outcome=employed,client=id)")
     s.add_argument("--seed", type=int, default=1, metavar="N",
                    help="seed of the simulated trial (default: %(default)s; e.g. 7)")
     s.add_argument("--fast", action="store_true",
@@ -40,15 +47,29 @@ def cmd_economics(args) -> int:
     from pathlib import Path
 
     from fitlab import economics as fe
+    from fitlab.cli.fit import DATA_SUFFIXES, parse_columns, read_long
+    from fitlab.errors import UsageError
     from fitlab.manifest import write_json
     from fitlab.store import atomic_write
     from models import economics as ec
 
+    if args.draws and args.data:
+        raise UsageError("give --draws or --data, not both")
+    if args.columns and not args.data:
+        raise UsageError("--columns applies to a data file given with --data")
+    if args.data and Path(args.data).suffix not in DATA_SUFFIXES:
+        raise UsageError(f"--data must be a {' or '.join(DATA_SUFFIXES)} file, got "
+                         f"{args.data}")
+    data = read_long(Path(args.data)) if args.data else None  # a missing file named first
     sc = scenario(args.scenario)
+    sampler = fe.FAST_SAMPLER if args.fast else {}
     if args.draws:
         post = fe.read_draws(args.draws)
+    elif data is not None:
+        post = fe.posterior_from_data(sc, data, args.data, parse_columns(args.columns),
+                                      **sampler)
     else:
-        post = fe.employment_posterior(sc, args.seed, **(fe.FAST_SAMPLER if args.fast else {}))
+        post = fe.employment_posterior(sc, args.seed, **sampler)
     res = fe.economic_analysis(sc, post.draws)
     out = {"scenario": sc.name, "scenario_hash": sc.hash(), "source": post.source, **res.summary}
     if post.truth is not None:
