@@ -137,6 +137,29 @@ def test_cli_with_draws(tmp_path, capsys, draws):
     assert "outcome.kind" in capsys.readouterr().err
 
 
+def test_notebook_06_runs_on_a_real_trial_file(tmp_path, ips):
+    # the notebook's data_file route: the same fit as `fitlab economics --data`, no truth
+    import nbformat
+    import papermill as pm
+
+    from simulate import simulate_trial
+
+    data = simulate_trial(ips, 2).data.rename(columns={"outcome": "employed"})
+    data.to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "06.ipynb"
+    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", progress_bar=False,
+                        cwd=str(NOTEBOOK.parent),
+                        parameters={"data_file": str(tmp_path / "t.csv"), "fast": True,
+                                    "columns": {"outcome": "employed"},
+                                    "output_dir": str(tmp_path / "res")})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert f"bayes_binary on the data in {tmp_path / 't.csv'}" in text
+    assert "risk difference at month" in text and "truth of this simulated trial" not in text
+    assert {"summary.csv", "curve.csv"} <= {p.name for p in (tmp_path / "res").iterdir()}
+
+
 def test_notebook_06_runs_on_draws(tmp_path, draws):
     import nbformat
     import pandas as pd

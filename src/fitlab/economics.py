@@ -105,8 +105,8 @@ def employment_posterior(scenario, seed: int = 1, **sampler) -> EmploymentPoster
                                float(trial.truth["risk_difference"]))
 
 
-def posterior_from_data(scenario, data: pd.DataFrame, source: str, columns=None,
-                        **sampler) -> EmploymentPosterior:
+def posterior_from_data(scenario, data: pd.DataFrame | str | os.PathLike, source: str,
+                        columns=None, **sampler) -> EmploymentPosterior:
     """Fit ``bayes_binary`` to a real trial's long-format data under the scenario's plan.
 
     Parameters
@@ -114,9 +114,10 @@ def posterior_from_data(scenario, data: pd.DataFrame, source: str, columns=None,
     scenario : Scenario
         Supplies the analysis plan (primary month, design) and the ``economics`` section;
         its outcome kind is taken as binary, since the data hold the employment outcome.
-    data : pandas.DataFrame
-        Long format, ``outcome`` coded 0/1 (employed or not) per client and occasion;
-        checked as every estimator checks it (identity numbers refused, and so on).
+    data : pandas.DataFrame or path
+        Long format (or a ``.csv``/``.parquet`` file of it), ``outcome`` coded 0/1
+        (employed or not) per client and occasion; checked as every estimator checks it
+        (identity numbers refused, and so on).
     source : str
         Where the data came from, for the summary and the messages.
     columns : dict, optional
@@ -133,6 +134,10 @@ def posterior_from_data(scenario, data: pd.DataFrame, source: str, columns=None,
     from models.base import LongFormatError
     from models.plan import AnalysisPlan
 
+    if not isinstance(data, pd.DataFrame):
+        from fitlab.cli.fit import read_long
+
+        data = read_long(Path(data))
     plan = AnalysisPlan.from_scenario(scenario).replace(outcome="binary")
     est = get_estimator("bayes_binary", plan, columns=columns, **{**SAMPLER, **sampler})
     try:
