@@ -34,7 +34,8 @@ gradient.
 The integration rule
 --------------------
 The posterior of ``theta`` has a handful of dimensions (two to six). It is integrated by
-importance sampling in the unconstrained coordinates ``phi`` (log SDs, ``atanh rho``):
+importance sampling in the unconstrained coordinates ``phi`` of :class:`Coordinates`
+(signed SDs, the client intercept's log SD, ``atanh rho``):
 
 1. the posterior mode of ``phi`` by L-BFGS-B on the analytic gradient, from a fixed start;
 2. the Hessian there by central differences of the gradient;
@@ -50,8 +51,8 @@ importance sampling in the unconstrained coordinates ``phi`` (log SDs, ``atanh r
 
 Its own integration-error check replaces R-hat and ESS: the Monte Carlo standard errors of
 the posterior mean, the posterior SD and both interval endpoints (self-normalized
-importance sampling, delta method) must be at most ``max_error`` (0.05) posterior SDs, the
-precision of an effective sample size of 400, and the Pareto shape ``k_hat`` below its
+importance sampling, delta method) must be at most ``max_error`` (0.03) posterior SDs,
+finer than the 0.05 of an effective sample size of 400, and the Pareto shape ``k_hat`` below its
 threshold ``min(1 - 1 / log10(draws), 0.7)``. While a check
 fails, the number of draws doubles, up to ``max_draws`` (4,096); a fit that still fails is
 returned flagged (``converged=False``), never dropped.
