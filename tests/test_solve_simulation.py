@@ -137,3 +137,12 @@ def test_curve_recovers_the_two_sample_form():
     assert s["size"] == pytest.approx(want, rel=0.01) and s["lower"] < want < s["upper"]
     band = curve.band(n)
     assert (band["lower"] < p).all() and (p < band["upper"]).all()
+
+
+def test_cli_help_states_the_searchs_own_default(capsys):
+    # the parser does not import fitlab.solve (numpy, scipy), so its help repeats REPS
+    from fitlab.solve import REPS
+
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    assert f"(default: {REPS}; e.g. 200)" in " ".join(capsys.readouterr().out.split())

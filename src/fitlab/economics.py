@@ -135,9 +135,9 @@ def posterior_from_data(scenario, data: pd.DataFrame | str | os.PathLike, source
     from models.plan import AnalysisPlan
 
     if not isinstance(data, pd.DataFrame):
-        from fitlab.cli.fit import read_long
+        from fitlab.store import read_long
 
-        data = read_long(Path(data))
+        data = read_long(data)
     plan = AnalysisPlan.from_scenario(scenario).replace(outcome="binary")
     est = get_estimator("bayes_binary", plan, columns=columns, **{**SAMPLER, **sampler})
     try:

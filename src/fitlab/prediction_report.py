@@ -62,7 +62,7 @@ def run_prediction(source=None, *, seed: int | None = None, scenario=None,
     PredictionReport
     """
     from fitlab.cli.common import scenario as resolve
-    from fitlab.cli.fit import DATA_SUFFIXES, read_long
+    from fitlab.store import DATA_SUFFIXES, read_long
     from models.clinical_change import Instrument
     from models.plan import AnalysisPlan
     from models.prediction import predict, predict_scenario

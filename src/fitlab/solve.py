@@ -53,7 +53,7 @@ from scipy import optimize, special
 from fitlab.errors import UsageError
 
 __all__ = ["PowerCurve", "fit_power_curve", "solve_size", "size_seed", "SIZE_FACTORS",
-           "SolveResult", "analytic_answer"]
+           "SolveResult", "analytic_answer", "REPS"]
 
 #: Size factors a search may vary, and whether their values are whole numbers.
 SIZE_FACTORS: dict[str, bool] = {
@@ -61,6 +61,8 @@ SIZE_FACTORS: dict[str, bool] = {
     "size.units": True,
     "size.therapists_per_unit": True,
 }
+#: Replicates added at each size of a round, unless the caller says otherwise.
+REPS = 100
 # noncentrality exponent bounds: 1/2 for a two-sample test; smaller when clustering caps
 # the information; the bounds only keep a fit on flat data (all or no rejections) finite
 _B_BOUNDS = (0.02, 1.5)
@@ -328,7 +330,7 @@ def solve_size(
     *,
     root: str | Path = "outputs",
     estimator: str | None = None,
-    reps: int = 100,
+    reps: int = REPS,
     rounds: int = 3,
     first: int = 5,
     later: int = 3,

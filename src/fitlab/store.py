@@ -33,8 +33,9 @@ import pandas as pd
 
 from fitlab.errors import StorageError
 
-__all__ = ["ScenarioStore", "KEY", "SORT", "TMP_PREFIX", "atomic_write", "atomic_write_text",
-           "clean_temporary", "ensure_folder", "read_file", "storage_error"]
+__all__ = ["ScenarioStore", "KEY", "SORT", "TMP_PREFIX", "DATA_SUFFIXES", "atomic_write",
+           "atomic_write_text", "clean_temporary", "ensure_folder", "read_file", "read_long",
+           "storage_error"]
 
 #: The columns that identify one fit.
 KEY = ["role", "replicate", "estimator"]
@@ -42,6 +43,8 @@ KEY = ["role", "replicate", "estimator"]
 SORT = ["role", "estimator", "replicate"]
 #: Names of files being written start with this; readers skip them, ``clean`` removes them.
 TMP_PREFIX = ".tmp-"
+#: Suffixes of long-format data files (real trials), read by :func:`read_long`.
+DATA_SUFFIXES = (".csv", ".parquet")
 _NUMERIC = ["estimate", "se", "lower", "upper", "p_value", "p_positive", "truth",
             "truth_itt", "truth_cace", "fit_seconds", "sim_seconds", "decision_threshold",
             "target_width", "design_effect"]
@@ -158,6 +161,33 @@ def read_file(path: str | os.PathLike, read: Callable[[Path], Any]) -> Any:
         raise StorageError(f"cannot read {path}: damaged or not a {path.suffix} file "
                            f"({type(exc).__name__}); delete it and run the same command "
                            "again to redo its results") from None
+
+
+def read_long(path: str | os.PathLike) -> pd.DataFrame:
+    """A long-format data file (``.csv`` or ``.parquet``, a real trial's) as a DataFrame.
+
+    Unlike :func:`read_file` (the lab's own files), the parser's complaint is shown, with
+    anything that looks like a personal identity number redacted: the user needs it to
+    mend their file.
+
+    Raises
+    ------
+    MissingFileError, ProblemsError
+    """
+    from fitlab.errors import MissingFileError, ProblemsError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ProblemsError("data file", str(path), ["is a folder, not a file"])
+    if not path.is_file():
+        raise MissingFileError(f"data file not found: {path}")
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except (ValueError, OSError) as exc:  # a parser's complaint about the user's file
+        from models.privacy import redact
+
+        raise ProblemsError("data file", str(path),
+                            [f"cannot be read: {redact(str(exc))}"]) from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -47,10 +47,10 @@ def cmd_economics(args) -> int:
     from pathlib import Path
 
     from fitlab import economics as fe
-    from fitlab.cli.fit import DATA_SUFFIXES, parse_columns, read_long
+    from fitlab.cli.fit import parse_columns
     from fitlab.errors import UsageError
     from fitlab.manifest import write_json
-    from fitlab.store import atomic_write
+    from fitlab.store import DATA_SUFFIXES, atomic_write, read_long
     from models import economics as ec
 
     if args.draws and args.data:

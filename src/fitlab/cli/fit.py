@@ -26,10 +26,9 @@ from pathlib import Path
 
 from fitlab.cli.common import EXIT_FAILED, add_force, at_least, command, print_json, scenario
 
-__all__ = ["add_parser", "cmd_fit", "analysis_plan", "read_long", "parse_columns",
+__all__ = ["add_parser", "cmd_fit", "analysis_plan", "parse_columns",
            "unidentified", "flag_unidentified", "describe_estimate"]
 
-DATA_SUFFIXES = (".csv", ".parquet")
 #: Flags that set a field of the analysis plan: flag -> (field, type, metavar, help). The
 #: allowed values are checked by AnalysisPlan (one place); the metavars only show them.
 PLAN_FLAGS = {
@@ -90,6 +89,7 @@ def add_parser(sub) -> None:
 def cmd_fit(args) -> int:
     """Fit and print the estimate (one line, or the whole Estimate as JSON)."""
     from fitlab.errors import UsageError
+    from fitlab.store import DATA_SUFFIXES, read_long
     from models import LongFormatError, get_estimator
     from models.defaults import default_estimators
 
@@ -198,30 +198,6 @@ def analysis_plan(args, sc=None):
         problems = [flag_of.get(p.partition(":")[0], p.partition(":")[0]) + ":"
                     + p.partition(":")[2] for p in exc.problems]
         raise PlanError(exc.source, problems) from None
-
-
-def read_long(path: Path):
-    """A long-format data file (``.csv`` or ``.parquet``) as a DataFrame.
-
-    Raises
-    ------
-    MissingFileError, ProblemsError
-    """
-    import pandas as pd
-
-    from fitlab.errors import MissingFileError, ProblemsError
-
-    if path.is_dir():
-        raise ProblemsError("data file", str(path), ["is a folder, not a file"])
-    if not path.is_file():
-        raise MissingFileError(f"data file not found: {path}")
-    try:
-        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    except (ValueError, OSError) as exc:  # a parser's complaint about the user's file
-        from models.privacy import redact
-
-        raise ProblemsError("data file", str(path),
-                            [f"cannot be read: {redact(str(exc))}"]) from None
 
 
 def parse_columns(spec: str | None) -> dict[str, str] | None:

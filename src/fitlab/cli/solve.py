@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
                    help="estimator (default: the fast one for the outcome and design; e.g. "
                    "diff_means)")
     s.add_argument("--reps", type=int, default=None, metavar="N",
+                   # the default is fitlab.solve.REPS, not imported here: building the
+                   # parser must not load numpy and scipy
                    help="replicates added at each size of a round (default: 100; e.g. 200)")
     s.add_argument("--target-mcse", type=float, default=None, metavar="MCSE",
                    help="instead of --reps: replicates per size so that power near the "
@@ -66,27 +68,26 @@ def cmd_solve(args) -> int:
     """Run the search and print the size, its interval and the points of the curve."""
     from fitlab.diagnosands import suggest_reps
     from fitlab.errors import UsageError
-    from fitlab.solve import solve_size
+    from fitlab.solve import REPS, solve_size
 
     at_least(args.workers, "--workers")
     if args.target_mcse is not None and args.reps is not None:
         raise UsageError("give --reps or --target-mcse, not both")
-    if args.reps is None:
-        args.reps = 100
+    reps = REPS if args.reps is None else args.reps
     if args.target_mcse is not None:
         # the one rule of fitlab.precision: the replicates a proportion near the target
         # power needs for this MCSE (the points that matter are those near the crossing)
         if not 0 < args.target_mcse < 0.5:
             raise UsageError(f"--target-mcse must be in (0, 0.5), got {args.target_mcse}")
         if 0 < args.target < 1:  # else the search refuses the target, naming it
-            args.reps = suggest_reps(args.target_mcse, proportion=args.target)
-    at_least(args.reps, "--reps", 2)
+            reps = suggest_reps(args.target_mcse, proportion=args.target)
+    at_least(reps, "--reps", 2)
     at_least(args.rounds, "--rounds")
     if not 0 < args.level < 1:
         raise UsageError(f"--level must be in (0, 1), got {args.level}")
     sc = scenario(args.scenario)
     res = solve_size(sc, args.factor, args.target, root=args.out, estimator=args.estimator,
-                     reps=args.reps, rounds=args.rounds, bounds=args.range, level=args.level,
+                     reps=reps, rounds=args.rounds, bounds=args.range, level=args.level,
                      workers=args.workers, progress=not args.no_progress)
     if args.json:
         print_json(res.to_dict())
@@ -101,7 +102,7 @@ def cmd_solve(args) -> int:
         if res.analytic.get(method) is not None:
             print(f"analytic ({method}): {res.analytic[method]:.1f}")
     if args.target_mcse is not None:
-        print(f"{args.reps} replicates per size and round (--target-mcse {args.target_mcse:g}"
+        print(f"{reps} replicates per size and round (--target-mcse {args.target_mcse:g}"
               f" at power {args.target:g})")
     print(f"{int(res.points['reps'].sum())} replicates in {len(res.rounds)} rounds; "
           f"results in {res.folder}")
