@@ -33,6 +33,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from simulate.conventions import luhn_total
+
 __all__ = ["is_identity_number", "identity_number_columns", "refuse_identity_numbers",
            "show", "redact", "SHARE", "PSEUDONYMIZE"]
 
@@ -83,11 +85,7 @@ def is_identity_number(value) -> bool:
 
 
 def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(digits):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
+    return luhn_total([int(ch) for ch in digits], 10) % 10 == 0
 
 
 def _candidates(col: pd.Series) -> np.ndarray:

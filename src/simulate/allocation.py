@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from simulate.conventions import luhn_total
 from simulate.design import (
     allocate_units,
     assign_steps,
@@ -227,11 +228,7 @@ def check_character(body: str) -> str:
     >>> check_character("7K3MQ9")
     'X'
     """
-    total, factor = 0, 2
-    for ch in reversed(body):
-        addend = factor * _INDEX[ch]
-        total += addend // 32 + addend % 32
-        factor = 3 - factor
+    total = luhn_total([_INDEX[ch] for ch in body], 32, factor=2)
     return ALPHABET[(32 - total % 32) % 32]
 
 

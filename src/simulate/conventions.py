@@ -33,6 +33,7 @@ __all__ = [
     "expit",
     "gauss_hermite",
     "json_native",
+    "luhn_total",
 ]
 
 #: Therapist fidelity levels, in the order of ``compliance.fidelity_shares`` and the
@@ -134,3 +135,26 @@ def json_native(obj: Any, finite: bool = False) -> Any:
         v = float(obj)
         return None if finite and not math.isfinite(v) else v
     return obj
+
+
+def luhn_total(values, base: int, factor: int = 1) -> int:
+    """The Luhn mod ``base`` sum of ``values`` (each in ``0..base-1``), read from the right.
+
+    Weights alternate 1 and 2, the rightmost ``factor``; a weighted value counts as the sum
+    of its two digits in ``base``. A string with its check character included is valid
+    when the total (``factor`` 1) is a multiple of ``base``; a check character is the
+    value that makes it so (total of the body with ``factor`` 2). Base 10 is the check
+    digit of Swedish personal identity numbers (:mod:`models.privacy`), base 32 that of
+    the allocation lists' sequence codes (:mod:`simulate.allocation`).
+
+    Examples
+    --------
+    >>> luhn_total([1, 2, 1, 2, 1, 2, 1, 2, 1, 2], 10) % 10   # 121212-1212 is valid
+    0
+    """
+    total = 0
+    for v in reversed(values):
+        addend = factor * v
+        total += addend // base + addend % base
+        factor = 3 - factor
+    return total
