@@ -1,14 +1,17 @@
 """The integrated Bayesian route against a long NUTS run of the same model and priors.
 
-For each model (``bayes_trajectory`` on the default individual design, and
-``bayes_stepped_wedge`` on ``params/fit_stepped_wedge.yaml``) and each of ``--reps``
-replicates, the fast route and its NUTS twin (``*_nuts``: every random effect explicit,
-4 chains x ``--draws`` draws after ``--tune`` tuning steps) fit the same data. The targets
+For each model and design (``bayes_trajectory`` on the default individual design,
+``bayes_stepped_wedge`` on ``params/fit_stepped_wedge.yaml``, and the logit model
+``bayes_binary`` on the default design with a binary outcome and on the IPS pre-study,
+``params/ips_2to1.yaml``) and each of ``--reps`` replicates, the fast route and its NUTS
+twin (``*_nuts``: every random effect explicit, 4 chains x ``--draws`` draws after
+``--tune`` tuning steps) fit the same data. The targets
 are: posterior mean within 0.1 posterior SD, posterior SD within 10%,
 95% interval endpoints within 0.15 SD, in units of the NUTS posterior SD. NUTS's own Monte
 Carlo error at a bulk ESS of several thousand is a few hundredths of an SD.
 
-Usage: ``python benchmarks/agreement.py [--reps 20] [--draws 2000] [--tune 1000]``; prints
+Usage: ``python benchmarks/agreement.py [--reps 20] [--draws 2000] [--tune 1000] [--model
+LABEL ...]``; prints
 a table and returns the records (``run`` is called by ``benchmarks/run.py``).
 """
 
@@ -24,17 +27,27 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = {"mean": 0.10, "sd": 0.10, "ends": 0.15}
-MODELS = (("bayes_trajectory", None), ("bayes_stepped_wedge", "fit_stepped_wedge.yaml"))
+#: label -> (estimator, scenario file in params/ or None for the default, changes)
+MODELS = {
+    "bayes_trajectory": ("bayes_trajectory", None, {}),
+    "bayes_stepped_wedge": ("bayes_stepped_wedge", "fit_stepped_wedge.yaml", {}),
+    "bayes_binary (default, binary outcome)": ("bayes_binary", None,
+                                               {"outcome": {"kind": "binary"}}),
+    "bayes_binary (ips_2to1)": ("bayes_binary", "ips_2to1.yaml", {}),
+}
 
 
-def run(reps: int = 20, draws: int = 2000, tune: int = 1000, log=print) -> dict:
-    """Fit ``reps`` replicates per model with both routes; return per-model records."""
+def run(reps: int = 20, draws: int = 2000, tune: int = 1000, log=print,
+        models: list[str] | None = None) -> dict:
+    """Fit ``reps`` replicates per model with both routes; return per-model records
+    (``models``: labels of :data:`MODELS`, default all)."""
     from models import get_estimator
     from simulate import Scenario, load_scenario, simulate_trial
 
     out = {}
-    for name, path in MODELS:
-        sc = load_scenario(ROOT / "params" / path) if path else Scenario()
+    for label in models or list(MODELS):
+        name, path, changes = MODELS[label]
+        sc = (load_scenario(ROOT / "params" / path) if path else Scenario()).replace(changes)
         fast = get_estimator(name, sc)
         nuts = get_estimator(f"{name}_nuts", sc, draws=draws, tune=tune, chains=4, cores=2)
         seeds = np.random.SeedSequence([sc.seed, 7]).spawn(reps)
@@ -58,10 +71,10 @@ def run(reps: int = 20, draws: int = 2000, tune: int = 1000, log=print) -> dict:
                              and abs(row["sd_ratio"] - 1) <= TOL["sd"]
                              and max(abs(row["d_lower"]), abs(row["d_upper"])) <= TOL["ends"])
             rows.append(row)
-            log(f"  {name} {i + 1}/{reps}: mean {row['d_mean']:+.3f} SD, sd ratio "
+            log(f"  {label} {i + 1}/{reps}: mean {row['d_mean']:+.3f} SD, sd ratio "
                 f"{row['sd_ratio']:.3f}, ends {row['d_lower']:+.3f}/{row['d_upper']:+.3f}, "
                 f"fast {1e3 * ta:.0f} ms, NUTS {tb:.0f} s (R-hat {row['nuts_rhat']:.3f})")
-        out[name] = rows
+        out[label] = rows
     return out
 
 
@@ -90,8 +103,10 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=2000, help="NUTS draws per chain (2000)")
     p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps (1000)")
     p.add_argument("--json", default=None, help="also write the records to this file")
+    p.add_argument("--model", action="append", choices=list(MODELS),
+                   help="models to compare (default all)")
     a = p.parse_args(argv)
-    rec = run(a.reps, a.draws, a.tune)
+    rec = run(a.reps, a.draws, a.tune, models=a.model)
     print(table(rec))
     if a.json:
         Path(a.json).write_text(json.dumps(rec, indent=1, default=float))

@@ -29,6 +29,7 @@ MODELS = {
     "bayes_trajectory": {"unit": 0.02},
     "bayes_stepped_wedge": {"unit": 0.02},
     "bayes_binary": {"sigma_unit": 4.0},
+    "bayes_binary_nuts": {"sigma_unit": 4.0},
     "bayes_cace": {"sigma_unit": 0.1},
 }
 

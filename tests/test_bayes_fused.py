@@ -1,4 +1,4 @@
-"""The fused log densities (``bayes_binary``, ``bayes_cace``) are the PyMC models', value
+"""The fused log densities (``bayes_binary_nuts``, ``bayes_cace``) are the PyMC models', value
 and gradient.
 
 Both are evaluated at random unconstrained points, with data sets swapped in as nutpie's
@@ -81,7 +81,7 @@ def check_fused(est, frames, pad: dict[str, int]):
 def test_binary_fused_density_is_the_models():
     """Therapist mean in the intercept (every client has a therapist) or not (IPS)."""
     small = {"outcome": {"kind": "binary"}, **SMALL}
-    est = get_estimator("bayes_binary", Scenario().replace(small),
+    est = get_estimator("bayes_binary_nuts", Scenario().replace(small),
                         priors={"sigma_client": 1.5})
     frames = [simulate_trial(Scenario().replace({**small, "design.control_clustered": c}),
                              3).data for c in (True, False)]

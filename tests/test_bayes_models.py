@@ -95,7 +95,7 @@ def test_stepped_wedge_recovers_itt():
 def test_binary_recovers_risk_difference():
     size = LARGE or {"size.units": 12}
     sc = Scenario().replace({"outcome": {"kind": "binary"}, **size})
-    est = get_estimator("bayes_binary", sc, **SAMPLER)
+    est = get_estimator("bayes_binary", sc)
     trial = simulate_trial(sc, 1)
     e = est.fit(trial.data)
     check_recovery(e, trial.truth["risk_difference"])

@@ -2,7 +2,7 @@
 SBC run that passes under the model's own prior and fails under a deliberately wrong one.
 
 The reduced run uses ``SBC_CI_MODEL`` (the cheapest Bayesian estimator: one compile, tiny
-draws, a tiny design). Another estimator plugs in by adding its name and settings to
+draws, a tiny design) and the integrated logit model ``bayes_binary``. Another estimator plugs in by adding its name and settings to
 ``CI_SETTINGS`` and setting ``SBC_CI_MODEL`` (or ``FITLAB_SBC_MODEL`` in the
 environment). Seeds are fixed, so the run is deterministic; the thresholds say how
 unlikely a false alarm would be if the ranks were uniform.
@@ -30,6 +30,13 @@ CI_SETTINGS = {
         "wrong": {"unit": 0.02},
     },
     "bayes_binary": {
+        "options": {}, "reps": 100, "wrong_reps": 20, "draws": 19,
+        # 4 units cannot tell a unit SD of 0.05 from one of 0.3: the posterior stays near
+        # its HalfNormal(1) prior, and data simulated with SDs from HalfNormal(0.05) put
+        # nearly every true var_unit below its posterior draws
+        "wrong": {"sigma_unit": 0.05},
+    },
+    "bayes_binary_nuts": {
         "options": {"draws": 150, "tune": 200, "chains": 2},
         "reps": 30, "wrong_reps": 20, "draws": 19,
         # 4 units cannot tell a unit SD of 0.05 from one of 0.3: the posterior stays near
@@ -73,11 +80,12 @@ def test_sbc_refuses_models_without_the_contract(tmp_path):
 
 @pytest.mark.bayes
 @pytest.mark.slow
-def test_sbc_uniform_under_own_prior_not_under_wrong_one(tmp_path):
-    ci = CI_SETTINGS[SBC_CI_MODEL]
+@pytest.mark.parametrize("model", sorted({SBC_CI_MODEL, "bayes_binary"}))
+def test_sbc_uniform_under_own_prior_not_under_wrong_one(tmp_path, model):
+    ci = CI_SETTINGS[model]
     kw = {"reps": ci["reps"], "draws": ci["draws"], "options": ci["options"],
-          "progress": False}
-    good = run_sbc(SBC_CI_MODEL, out=tmp_path / "good", **kw)
+          "progress": False, "workers": 2}
+    good = run_sbc(model, out=tmp_path / "good", **kw)
     s = good.summary.set_index("parameter")
     assert "effect" in s.index and any(p.startswith("var_") for p in s.index)
     assert (s["n"] == ci["reps"]).all()
@@ -85,8 +93,8 @@ def test_sbc_uniform_under_own_prior_not_under_wrong_one(tmp_path):
     for name in ("ranks.parquet", "sbc_summary.csv", "sbc.png", "sbc.json"):
         assert (tmp_path / "good" / name).is_file()
     # resuming adds nothing and changes nothing
-    again = run_sbc(SBC_CI_MODEL, out=tmp_path / "good", **kw)
+    again = run_sbc(model, out=tmp_path / "good", **kw)
     pd.testing.assert_frame_equal(again.ranks, good.ranks)
-    wrong = run_sbc(SBC_CI_MODEL, generate_priors=ci["wrong"],
+    wrong = run_sbc(model, generate_priors=ci["wrong"],
                     **{**kw, "reps": ci["wrong_reps"]})
     assert wrong.summary[["chi2_p", "ks_p"]].min().min() < P_FALSE_ALARM, wrong.summary

@@ -57,6 +57,7 @@ DEFAULT_DESIGN = {"size.units": 4, "size.clients_per_unit": 12.0,
                   "size.therapists_per_unit": 2}
 SBC_DESIGNS: dict[str, dict[str, Any]] = {
     "bayes_binary": {**DEFAULT_DESIGN, "outcome": {"kind": "binary"}},
+    "bayes_binary_nuts": {**DEFAULT_DESIGN, "outcome": {"kind": "binary"}},
     "bayes_cace": {**DEFAULT_DESIGN, "size.clients_per_unit": 16.0},
     "bayes_stepped_wedge": {**DEFAULT_DESIGN, "design.kind": "stepped_wedge",
                             "design.steps": 2},

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=1, metavar="N",
                    help="seed of the simulated trial (default: %(default)s; e.g. 7)")
     s.add_argument("--fast", action="store_true",
-                   help="a short posterior run for a quick look (default: full run)")
+                   help="a coarser posterior integration for a quick look (default: full precision)")
     s.add_argument("--wtp", type=float, default=None, metavar="SEK",
                    help="also report P(cost-effective) at this willingness to pay for one "
                    "extra month employed (default: off; e.g. 10000)")

@@ -19,7 +19,7 @@ __all__ = ["add_parser", "cmd_sbc", "parse_pairs"]
 def add_parser(sub) -> None:
     s = command(sub, "sbc", "simulation-based calibration of a Bayesian estimator",
                 ["sbc bayes_trajectory --reps 500 --workers 2",
-                 "sbc bayes_binary --reps 200 --options draws=300,chains=2",
+                 "sbc bayes_binary_nuts --reps 200 --options draws=300,chains=2",
                  "sbc bayes_trajectory --reps 100 --generate-priors unit=2.0"],
                 "Draw parameters from the model's prior, simulate data from the model on a "
                 "small design, fit, and rank each true value among posterior draws (Talts "

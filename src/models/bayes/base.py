@@ -75,6 +75,8 @@ __all__ = [
     "diagnose",
     "summarize_draws",
     "occasion_codes",
+    "prior_scales",
+    "resampled_posterior",
     "post",
     "random_effect",
     "fused_callback",
@@ -197,6 +199,42 @@ class Posterior:
     idata: Any
     effect_draws: np.ndarray
     data: pd.DataFrame
+
+
+def resampled_posterior(estimator, data: pd.DataFrame, draws: int) -> Posterior:
+    """The Posterior of an integrated (non-MCMC) estimator: its Estimate and ``draws``
+    draws resampled by importance weight, seeded by the data, as ArviZ data (one "chain":
+    these are not MCMC draws). ``estimator._estimate(df)`` returns the Estimate and a
+    result with ``draws(n, rng)``."""
+    import arviz as az
+
+    df = estimator.prepare(data)
+    est, res = estimator._estimate(df)
+    rng = np.random.default_rng(data_seed({"y": df["outcome"].to_numpy(float)},
+                                          int(estimator.options["seed"])))
+    sample = res.draws(int(draws), rng)
+    idata = az.from_dict(posterior={k: v[None, :] for k, v in sample.items()})
+    return Posterior(est, idata, sample["effect"], df)
+
+
+def prior_scales(model: str, given: dict | None, defaults: dict[str, float]) -> dict[str, float]:
+    """A model's prior scales: ``defaults`` updated by ``given`` (the option ``priors``).
+
+    Raises
+    ------
+    EstimatorError
+        For an unknown name or a scale that is not a positive number.
+    """
+    given = given or {}
+    if not isinstance(given, dict):
+        raise EstimatorError(f"priors must be a mapping of prior scales, got {given!r}")
+    bad = sorted(set(given) - set(defaults))
+    if bad:
+        raise EstimatorError(f"unknown prior(s) {bad} for {model}; allowed: {sorted(defaults)}")
+    for k, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
+            raise EstimatorError(f"priors.{k} must be a positive number, got {v!r}")
+    return {**defaults, **{k: float(v) for k, v in given.items()}}
 
 
 class BayesEstimator(Estimator):
@@ -323,24 +361,9 @@ class BayesEstimator(Estimator):
         return idata, meta, time.perf_counter() - t0
 
     def prior_scales(self, defaults: dict[str, float]) -> dict[str, float]:
-        """The model's prior scales: ``defaults`` updated by the option ``priors``.
-
-        Raises
-        ------
-        EstimatorError
-            For an unknown name or a scale that is not a positive number.
-        """
-        given = self.options.get("priors") or {}
-        if not isinstance(given, dict):
-            raise EstimatorError(f"priors must be a mapping of prior scales, got {given!r}")
-        bad = sorted(set(given) - set(defaults))
-        if bad:
-            raise EstimatorError(f"unknown prior(s) {bad} for {self.name}; allowed: "
-                                 f"{sorted(defaults)}")
-        for k, v in given.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
-                raise EstimatorError(f"priors.{k} must be a positive number, got {v!r}")
-        return {**defaults, **{k: float(v) for k, v in given.items()}}
+        """The model's prior scales: ``defaults`` updated by the option ``priors``
+        (:func:`prior_scales`)."""
+        return prior_scales(self.name, self.options.get("priors"), defaults)
 
     # -- draws for simulation-based calibration (see the module docstring) -------------
     def _prior_model(self, data: dict[str, np.ndarray], capacity: dict[str, int], meta):

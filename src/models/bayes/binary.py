@@ -1,24 +1,32 @@
-"""Binary outcomes such as employment (IPS pre-study): the Bayesian logit mixed model.
+"""Binary outcomes such as employment (IPS pre-study): the Bayesian logit mixed model, by
+nested integration (``bayes_binary``) and by NUTS (``bayes_binary_nuts``).
 
-``bayes_binary``: one row per observed client x occasion::
+One row per observed client x occasion::
 
     logit P(y_ij = 1) = alpha + beta[occ_ij] + delta[occ_ij] * arm_i
                         + u_unit (district) + u_therapist (specialist) + a_client
 
 with ``beta[baseline] = delta[baseline] = 0``. The risk difference and risk ratio at the
-primary month are *marginal* (population-averaged) derived quantities: for each posterior
-draw the risk in each arm is ``E[expit(eta + b)]`` with ``b ~ N(0, s^2)``, ``s^2`` the
-sum of the random-effect variances (the therapist variance only in an arm whose clients
-have therapists), integrated by Gauss-Hermite quadrature. Priors (logit scale; the scales
-are the option ``priors``)::
+primary month are *marginal* (population-averaged) derived quantities: the risk in each
+arm is ``E[expit(eta + b)]`` with ``b ~ N(0, s^2)``, ``s^2`` the sum of the random-effect
+variances (the therapist variance only in an arm whose clients have therapists),
+integrated by Gauss-Hermite quadrature. Priors (logit scale; the scales are the option
+``priors``, :data:`~models.bayes.logit_integrated.PRIORS`)::
 
     alpha ~ N(0, 2.5); beta, delta ~ N(0, 2.5)
     sigma_unit, sigma_therapist ~ HalfNormal(1); sigma_client ~ HalfNormal(2)
 
-Sampling: every random effect is non-centred, ``u = sigma * z`` with ``z ~ N(0, 1)``. With
-few units (three districts in the IPS pre-study) the intercept and the mean of the unit
-effects are nearly the same thing to the data, a ridge that NUTS crosses slowly. The
-model is therefore sampled in an exactly equivalent form: ``alpha_c = alpha + sum_k
+``bayes_binary`` integrates the posterior (:mod:`models.bayes.logit_integrated`: exact over
+each client's effect, Laplace over the unit and therapist effects and the fixed effects
+with a skewness correction, importance sampling over the three SDs) in a fraction of a
+second, with its own integration-error check; it is checked against ``bayes_binary_nuts``
+(``benchmarks/agreement.py``, tests). ``bayes_binary_nuts`` samples every effect by NUTS
+and gives a full trace (R-hat, posterior predictive checks).
+
+NUTS sampling: every random effect is non-centred, ``u = sigma * z`` with ``z ~ N(0,
+1)``. With few units (three districts in the IPS pre-study) the intercept and the mean of
+the unit effects are nearly the same thing to the data, a ridge that NUTS crosses slowly.
+The model is therefore sampled in an exactly equivalent form: ``alpha_c = alpha + sum_k
 sigma_k zbar_k``, the intercept plus the mean effect ``zbar_k`` of each random-effect
 vector that touches every row (units and clients always; therapists when every client
 has one), with the effects centred on their mean, ``u_kj = sigma_k (z_kj - zbar_k)``.
@@ -38,32 +46,43 @@ The fast frequentist risk difference (``glm_binary``) is in :mod:`models.simple`
 
 from __future__ import annotations
 
+import time
 import zlib
 
 import numpy as np
+import pandas as pd
 
-from models.base import register
+from models.base import Estimate, Estimator, EstimatorError, register
 from models.bayes.base import (
     BayesEstimator,
     IdMap,
+    Posterior,
     fused_callback,
     occasion_codes,
     parameter_offsets,
     post,
+    prior_scales,
+    resampled_posterior,
+)
+from models.bayes.integrated import check_diagnostics
+from models.bayes.logit_integrated import (
+    FALLBACK_WEIGHT,
+    PRIORS,
+    BinaryPosterior,
+    LogitData,
+    integrate_binary,
+    marginal_risks,
 )
 from simulate.conventions import expit, gauss_hermite
 
-__all__ = ["BayesBinary", "PRIORS", "fused_logp"]
+__all__ = ["BayesBinary", "BayesBinaryNuts", "PRIORS", "fused_logp", "simulate_from_prior"]
 
-#: prior scales (logit scale): normal SDs of alpha, beta, delta; half-normal scales of SDs
-PRIORS = {"alpha": 2.5, "beta": 2.5, "delta": 2.5, "sigma_unit": 1.0,
-          "sigma_therapist": 1.0, "sigma_client": 2.0}
 #: the random-effect vectors, in the order of the ``levels`` and ``absorbed`` data
 VECTORS = ("unit", "therapist", "client")
 
 
 @register
-class BayesBinary(BayesEstimator):
+class BayesBinaryNuts(BayesEstimator):
     """Logit mixed model; marginal risk difference at the primary month.
 
     Options: ``priors`` (a dict replacing some of :data:`PRIORS`, e.g. to simulate from a
@@ -72,7 +91,7 @@ class BayesBinary(BayesEstimator):
     ``risk_control``, ``risk_treated``, and the logit-scale variances.
     """
 
-    name = "bayes_binary"
+    name = "bayes_binary_nuts"
     estimand = "risk_difference"
     outcome_kinds = ("binary",)
     monitor = ("alpha_c", "gamma", "delta", "sigma_unit", "sigma_therapist", "sigma_client")
@@ -180,7 +199,7 @@ class BayesBinary(BayesEstimator):
 
 # -- the fused log density --------------------------------------------------------------
 def fused_logp(compiled, cap: dict[str, int], priors: dict[str, float]):
-    """The log density of :class:`BayesBinary` and its gradient as one numba loop.
+    """The log density of :class:`BayesBinaryNuts` and its gradient as one numba loop.
 
     The same function of the same unconstrained parameters as the PyMC graph (up to a
     constant), about 3x cheaper per gradient than the graph compiled by PyTensor, whose
@@ -275,3 +294,136 @@ def fused_logp(compiled, cap: dict[str, int], priors: dict[str, float]):
 
     return fused_callback(kernel, compiled, ("y", "occ", "arm", "unit", "therapist", "client",
                                              "levels", "absorbed"))
+
+
+# -- the integrated route ------------------------------------------------------------------
+@register
+class BayesBinary(Estimator):
+    """Logit mixed model for a binary outcome; marginal risk difference at the primary
+    month, by nested integration (module docstring): a fraction of a second per fit.
+
+    Options: ``priors`` (a dict replacing some of :data:`models.bayes.binary.PRIORS`),
+    ``seed``, ``nodes``, ``inner``, ``first_draws``, ``max_draws``, ``max_error``.
+    ``extra``: ``risk_ratio`` (posterior mean) with ``risk_ratio_lower/upper``,
+    ``risk_control``, ``risk_treated`` and the logit-scale variances ``var_*``.
+    The NUTS twin with the same model and priors is ``bayes_binary_nuts``.
+    """
+
+    name = "bayes_binary"
+    estimand = "risk_difference"
+    outcome_kinds = ("binary",)
+    defaults = {"priors": None, "seed": 0, "nodes": 9, "inner": 256, "first_draws": 128,
+                "max_draws": 2048, "max_error": 0.03}
+
+    def __init__(self, plan=None, columns=None, **options):
+        super().__init__(plan, columns, **options)
+        self.priors = prior_scales(self.name, self.options["priors"], PRIORS)
+        o = self.options
+        for key, low in (("nodes", 3), ("inner", 8), ("first_draws", 8), ("max_draws", 8)):
+            v = o[key]
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+                raise EstimatorError(f"{key} must be an integer >= {low}, got {v!r}")
+        v = o["max_error"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
+            raise EstimatorError(f"max_error must be a positive number, got {v!r}")
+
+    def integrated(self, df: pd.DataFrame, y=None) -> tuple[LogitData, BinaryPosterior]:
+        """The integrated posterior of a prepared frame (optionally another outcome ``y``)."""
+        d = LogitData(df, df.attrs["primary_month"], y)
+        o = self.options
+        res = integrate_binary(d, self.priors, alpha=self.plan.alpha, seed=int(o["seed"]),
+                               nodes=int(o["nodes"]), inner=int(o["inner"]),
+                               first_draws=int(o["first_draws"]),
+                               max_draws=int(o["max_draws"]), max_error=float(o["max_error"]))
+        return d, res
+
+    def _fit(self, df: pd.DataFrame, primary_month: float) -> Estimate:
+        return self._estimate(df)[0]
+
+    def _estimate(self, df: pd.DataFrame):
+        t0 = time.perf_counter()
+        _, res = self.integrated(df)
+        g = res.diagnostics
+        warnings = []
+        if g["failed_laplace"]:
+            warnings.append(f"the Laplace step failed at {g['failed_laplace']} of "
+                            f"{g['draws']} draws (given weight 0)")
+        if g["fallback_weight"] > FALLBACK_WEIGHT:
+            warnings.append(f"{g['fallback_draws']} draws holding {g['fallback_weight']:.1%} "
+                            "of the posterior needed the one-node (Laplace) client integral")
+        diag = check_diagnostics(g, self.options["max_error"], time.perf_counter() - t0,
+                                 warnings)
+        extra = {**res.extra(), "route": "integrated"}
+        est = Estimate(estimator=self.name, estimand=self.estimand, **res.summary,
+                       extra=extra, diagnostics=diag)
+        return est, res
+
+    def posterior(self, data: pd.DataFrame, draws: int = 4000) -> Posterior:
+        """The Estimate with ``draws`` posterior draws (:func:`resampled_posterior`)."""
+        return resampled_posterior(self, data, draws)
+
+    # -- simulation-based calibration ---------------------------------------------------
+    def posterior_draws(self, data_or_fit, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """``n`` joint posterior draws: ``effect`` and the ``var_*`` components, for a long
+        table (integrated here) or a :class:`~models.bayes.base.Posterior` (``n`` of its
+        draws, which are independent)."""
+        names = ("effect", "var_unit", "var_therapist", "var_client")
+        rng = np.random.default_rng(seed)
+        if isinstance(data_or_fit, Posterior):
+            post_ = data_or_fit.idata.posterior
+            total = post_.sizes["draw"]
+            i = rng.choice(total, size=int(n), replace=int(n) > total)
+            return {k: np.asarray(post_[k]).reshape(-1)[i] for k in names}
+        _, res = self.integrated(self.prepare(data_or_fit))
+        out = res.draws(int(n), rng)
+        return {k: out[k] for k in names}
+
+    def prior_predictive(self, data: pd.DataFrame, n: int, seed: int = 0):
+        """Parameters drawn from the prior and outcomes simulated from the model for the
+        design of ``data`` (its observed rows).
+
+        Returns
+        -------
+        params : dict of name -> array (n,)
+            ``effect`` (the marginal risk difference) and the ``var_*`` components.
+        columns : dict
+            ``{"outcome": array (n, rows)}`` for the rows of ``self.prepare(data)``.
+        """
+        df = self.prepare(data)
+        return simulate_from_prior(df, self.priors, n, np.random.default_rng(seed))
+
+
+def simulate_from_prior(df: pd.DataFrame, priors: dict[str, float], n: int, rng):
+    """``n`` draws of the model's parameters from the prior and of outcomes for the rows of
+    the prepared frame ``df``; returns ``(params, {"outcome": (n, rows)})``."""
+    occ, months, j = occasion_codes(df, df.attrs["primary_month"])
+    unit, n_unit = IdMap.codes(df["unit"])
+    ther, n_ther = IdMap.codes(df["therapist"])
+    client, n_client = IdMap.codes(df["client"])
+    arm = df["arm"].to_numpy(float)
+    k = len(months) - 1
+    alpha = priors["alpha"] * rng.standard_normal(n)
+    beta = np.concatenate([np.zeros((n, 1)), priors["beta"] * rng.standard_normal((n, k))], 1)
+    delta = np.concatenate([np.zeros((n, 1)), priors["delta"] * rng.standard_normal((n, k))],
+                           1)
+    sig = {v: np.abs(priors[f"sigma_{v}"] * rng.standard_normal(n))
+           for v in ("unit", "therapist", "client")}
+
+    def level(codes, size, name):
+        z = sig[name][:, None] * rng.standard_normal((n, max(size, 1)))
+        return np.where(codes >= 0, z[:, np.maximum(codes, 0)], 0.0)
+
+    eta = (alpha[:, None] + beta[:, occ] + delta[:, occ] * arm + level(unit, n_unit, "unit")
+           + level(ther, n_ther, "therapist") + level(client, n_client, "client"))
+    y = (rng.uniform(size=eta.shape) < expit(eta)).astype(float)
+    has_t = df["therapist"].to_numpy() != -1
+    arm_raw = df["arm"].to_numpy()
+    v = sig["unit"] ** 2 + sig["client"] ** 2
+    risks = []
+    for a, eta_a in ((0, alpha + beta[:, j]), (1, alpha + beta[:, j] + delta[:, j])):
+        s = np.sqrt(v + (sig["therapist"] ** 2 if has_t[arm_raw == a].any() else 0.0))
+        risks.append(marginal_risks(eta_a, s))
+    params = {"effect": risks[1] - risks[0], "var_unit": sig["unit"] ** 2,
+              "var_therapist": sig["therapist"] ** 2 if n_ther else np.zeros(n),
+              "var_client": sig["client"] ** 2}
+    return params, {"outcome": y}

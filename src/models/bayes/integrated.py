@@ -67,7 +67,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import optimize, special
 
-__all__ = ["Priors", "Integrated", "integrate"]
+__all__ = ["Priors", "Integrated", "integrate", "psis_weights", "check_diagnostics"]
 
 
 @dataclass(frozen=True)
@@ -476,18 +476,40 @@ class _Batch:
 
     def weights(self, smooth: bool) -> tuple[np.ndarray, float]:
         """Normalized (Pareto-smoothed) importance weights and the Pareto shape k_hat."""
-        import arviz as az
+        return psis_weights(self.log_target - self.log_q, self.ok, smooth)
 
-        lw = np.where(self.ok, self.log_target - self.log_q, -np.inf)
-        k_hat = 0.0
-        if smooth and self.ok.sum() >= 5:
-            lw_s, k_hat = az.psislw(lw[self.ok].copy())
-            lw = np.full(len(lw), -np.inf)
-            lw[self.ok] = lw_s
-            k_hat = float(k_hat)
-        w = np.exp(lw - special.logsumexp(lw))
-        w[~self.ok] = 0.0
-        return w, k_hat
+
+def check_diagnostics(g: dict, max_error: float, seconds: float,
+                      warnings: list[str] | None = None) -> dict:
+    """An integrated fit's ``Estimate.diagnostics`` from its integration diagnostics ``g``:
+    converged when the integration-error check passed and no other warning was raised."""
+    warnings = list(warnings or [])
+    if not g["integration_ok"]:
+        warnings.insert(0, f"integration error above {max_error} posterior SDs or Pareto k "
+                           f"{g['k_hat']:.2f} too high after {g['draws']} draws")
+    keys = ("k_hat", "ess", "draws", "mc_error_mean", "mc_error_sd", "mc_error_lower",
+            "mc_error_upper")
+    return {"converged": not warnings, "fit_seconds": seconds, **{k: g[k] for k in keys},
+            "warnings": warnings}
+
+
+def psis_weights(log_ratio: np.ndarray, ok: np.ndarray, smooth: bool = True
+                 ) -> tuple[np.ndarray, float]:
+    """Normalized importance weights from log ratios (target over proposal), Pareto-smoothed
+    (PSIS, Vehtari et al. 2024) when ``smooth`` and at least 5 draws are valid, and the
+    Pareto shape ``k_hat`` (0 unsmoothed); draws not ``ok`` get weight 0."""
+    import arviz as az
+
+    lw = np.where(ok, log_ratio, -np.inf)
+    k_hat = 0.0
+    if smooth and ok.sum() >= 5:
+        lw_s, k_hat = az.psislw(lw[ok].copy())
+        lw = np.full(len(lw), -np.inf)
+        lw[ok] = lw_s
+        k_hat = float(k_hat)
+    w = np.exp(lw - special.logsumexp(lw))
+    w[~ok] = 0.0
+    return w, k_hat
 
 
 def _evaluate(phi, prop, *, kern, mdl, coords, target, prec, df, rss_add) -> _Batch:

@@ -26,8 +26,15 @@ import numpy as np
 import pandas as pd
 
 from models.base import Estimate, Estimator, EstimatorError, register
-from models.bayes.base import BayesEstimator, IdMap, Posterior, data_seed, post, random_effect
-from models.bayes.integrated import Priors, integrate
+from models.bayes.base import (
+    BayesEstimator,
+    IdMap,
+    Posterior,
+    post,
+    random_effect,
+    resampled_posterior,
+)
+from models.bayes.integrated import Priors, check_diagnostics, integrate
 from models.reml.engine import _NestedLMM
 from models.reml.estimators import client_re_level, stepped_wedge_design, trajectory_design
 
@@ -118,32 +125,14 @@ class _IntegratedLMM(Estimator):
         return self._estimate(df)[0]
 
     def posterior(self, data: pd.DataFrame, draws: int = 4000) -> Posterior:
-        """The Estimate with ``draws`` posterior draws (importance-weighted resampling,
-        seeded by the data) as ArviZ data (one "chain": these are not MCMC draws)."""
-        import arviz as az
-
-        df = self.prepare(data)
-        est, res = self._estimate(df)
-        rng = np.random.default_rng(data_seed({"y": df["outcome"].to_numpy(float)},
-                                              int(self.options["seed"])))
-        sample = res.draws(int(draws), rng)
-        idata = az.from_dict(posterior={k: v[None, :] for k, v in sample.items()})
-        return Posterior(est, idata, sample["effect"], df)
+        """The Estimate with ``draws`` posterior draws (:func:`resampled_posterior`)."""
+        return resampled_posterior(self, data, draws)
 
     def _estimate(self, df: pd.DataFrame):
         t0 = time.perf_counter()
         d, res = self.integrated(df)
-        g = res.diagnostics
-        warnings = []
-        if not g["integration_ok"]:
-            warnings.append(f"integration error above {self.options['max_error']} posterior "
-                            f"SDs or Pareto k {g['k_hat']:.2f} too high after {g['draws']} "
-                            "draws")
-        diag = {"converged": bool(g["integration_ok"]), "fit_seconds": time.perf_counter() - t0,
-                "k_hat": g["k_hat"], "ess": g["ess"], "draws": g["draws"],
-                "mc_error_mean": g["mc_error_mean"], "mc_error_sd": g["mc_error_sd"],
-                "mc_error_lower": g["mc_error_lower"],
-                "mc_error_upper": g["mc_error_upper"], "warnings": warnings}
+        diag = check_diagnostics(res.diagnostics, self.options["max_error"],
+                                 time.perf_counter() - t0)
         extra = {**res.variance_components(), "target": d.names[d.target],
                  "client_re": d.client_re, "route": "integrated"}
         if self.stepped:
