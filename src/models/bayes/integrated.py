@@ -96,7 +96,9 @@ class Coordinates:
 
     - the client intercept SD on the log scale (well identified; its posterior is close
       to normal there), with the log-Jacobian in the prior;
-    - every other SD (therapist, unit, unit x period, client slope) as a *signed* number:
+    - every other SD (therapist, unit, unit x period, client slope; and the client
+      intercept's ``s_client`` of the logit model, whose clients have a few binary
+      observations each, so that its SD is often near zero) as a *signed* number:
       the likelihood is unchanged when it changes sign (with the slope, together with the
       correlation), so the posterior extended by that symmetry, with each half-normal
       prior extended to a normal, is smooth through zero, where a weakly identified SD
@@ -108,10 +110,10 @@ class Coordinates:
     """
 
     _SCALE = {"sd_therapist": "therapist", "sd_unit": "unit", "sd_unit_period": "unit_period",
-              "sd_slope": "slope", "log_sd_client": "client"}
+              "sd_slope": "slope", "log_sd_client": "client", "sd_client": "client"}
     _NAME = {"s_ther": "sd_therapist", "s_unit": "sd_unit", "s_up": "sd_unit_period",
              "c_int": "log_sd_client", "l11": "log_sd_client", "l22": "sd_slope",
-             "l21": "atanh_rho"}
+             "l21": "atanh_rho", "s_client": "sd_client"}
 
     def __init__(self, par_names: list[str], priors: Priors):
         self.par_names = list(par_names)
