@@ -42,8 +42,9 @@ three SDs. For each ``theta``:
 ``theta`` is integrated by importance sampling in the coordinates of
 :class:`models.bayes.integrated.Coordinates`, every SD signed (the model depends on its
 square; a client SD near zero, common with a few binary observations per client, is then
-no boundary: on the log scale its long left tail defeated the proposal in 11% of
-prior-predictive fits, signed in 5%), as in :func:`models.bayes.integrated.integrate`: the mode by
+no boundary: on the log scale its long left tail defeated the proposal in 10% of 500
+prior-predictive fits of ``benchmarks/sbc.py``, signed in 4%), as in
+:func:`models.bayes.integrated.integrate`: the mode by
 quasi-Newton steps on central differences, the Hessian there by central differences, a
 split multivariate t proposal (4 degrees of freedom, scale x1.2), draws seeded by a
 checksum of the data and the option ``seed``, Pareto-smoothed weights. Every evaluation
@@ -136,7 +137,6 @@ class LogitData:
         self.cols, self.base, self.kind = cols, base, kind
         self.cptr = np.concatenate(
             [[0], np.cumsum(np.bincount(client, minlength=self.n_client))]).astype(np.int64)
-        self.order = order
         yy = df["outcome"].to_numpy(float) if y is None else np.asarray(y, float)
         self.y = np.ascontiguousarray(yy[order])
         self.dim = self.p + self.n_unit + self.n_ther
@@ -175,6 +175,7 @@ class _Laplace:
         self.adapt = True
         self.tol = _TOL
         self.evaluations = 0
+        self.fallback = np.zeros(0, bool)  # of the last batch: the one-node evaluations
 
     def thetas(self, phi: np.ndarray) -> np.ndarray:
         """``(sigma_unit, sigma_therapist, sigma_client)`` at each row of ``phi``."""
