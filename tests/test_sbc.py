@@ -30,7 +30,7 @@ CI_SETTINGS = {
         "wrong": {"unit": 0.02},
     },
     "bayes_binary": {
-        "options": {}, "reps": 100, "wrong_reps": 20, "draws": 19,
+        "options": {}, "reps": 60, "wrong_reps": 20, "draws": 19,
         # 4 units cannot tell a unit SD of 0.05 from one of 0.3: the posterior stays near
         # its HalfNormal(1) prior, and data simulated with SDs from HalfNormal(0.05) put
         # nearly every true var_unit below its posterior draws
