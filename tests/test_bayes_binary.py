@@ -201,3 +201,22 @@ def test_integration_draws_double_until_the_check_passes():
     assert g["integration_ok"] and g["draws"] in (16 * 2**k for k in range(9))
     assert max(g[k] for k in g if k.startswith("mc_error")) <= 0.03
     assert abs(res.weights.sum() - 1) < 1e-12 and res.p0.shape == (g["draws"], 256)
+
+
+def test_same_estimate_whatever_the_number_of_threads():
+    """The importance draws are evaluated in parallel threads; each evaluation is
+    independent of the others, so one thread or two give bit-identical fits."""
+    import numba
+
+    est, _ = prepared()
+    data = simulate_trial(BINARY, 6).data
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = est.fit(data)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = est.fit(data)
+    finally:
+        numba.set_num_threads(before)
+    assert (one.estimate, one.se, one.lower, one.upper, one.extra) == \
+        (two.estimate, two.se, two.lower, two.upper, two.extra)

@@ -209,21 +209,21 @@ class _Laplace:
 
     def freeze(self, phi):
         """Start every later evaluation at the latent mode of ``theta(phi)``, with the
-        quadrature nodes fixed at the client modes there.
+        quadrature nodes at the client modes there.
 
-        Each evaluation is then Newton's method on one fixed smooth function (a few
-        steps). The nodes are moved to each new iterate of the search for the posterior
-        mode of ``phi`` and last to that mode: over the region that importance sampling
-        explores they stay within a fraction of a posterior SD of the client modes, where
-        9-point adaptive quadrature is exact to ~1e-5 per client.
+        During the search for the posterior mode of ``phi`` the nodes then follow each
+        evaluation's client modes (``adapt``; far from the last iterate nodes left in
+        place would integrate poorly); at the mode they are fixed, so that each
+        importance draw is Newton's method on one fixed smooth function (a few steps):
+        over the region that importance sampling explores they stay within a fraction of
+        a posterior SD of the client modes, where 9-point adaptive quadrature is exact
+        to ~1e-5 per client.
         """
         d = self.d
         th = self.thetas(np.atleast_2d(phi))[0]
-        self.adapt, self.tol = True, _TOL
         self.x0 = self._latent_mode(th)
         self.centre, self.spread = self.kern.client_nodes(
             th, self.x0, d.y, d.cptr, d.cols, d.base, d.kind, self.t, self.logw, self.prec)
-        self.adapt = False
 
     def skew(self, mode, reach: float = 2.0):
         """Split scales of the logits' conditional distribution at the mode of ``theta``.
@@ -263,6 +263,17 @@ class _Laplace:
         out = np.clip(out, 0.5, 2.0)
         return out[0], out[1]
 
+    def _line_search(self, x, step, f0, slope, lo, hi):
+        """The first of ``x + t step``, ``t = 1, 1/2, ...`` (down to 1e-4) with enough
+        descent (Armijo, 1e-4), or None."""
+        t = 1.0
+        while t >= 1e-4:
+            nxt = np.clip(x + t * step, lo, hi)
+            if float(self.neg_log_post(nxt)[0]) <= f0 + 1e-4 * t * slope:
+                return nxt
+            t *= 0.5
+        return None
+
     def mode(self):
         """The posterior mode of ``phi``, the inverse Hessian there and the number of
         quasi-Newton steps."""
@@ -275,6 +286,7 @@ class _Laplace:
         # with central-difference gradients (one batch of 1 + 2k evaluations per step);
         # Newton's tolerance in x makes f smooth to ~1e-12, so differences of h = 1e-3
         # are exact to ~1e-6
+        self.adapt, self.tol = True, _TOL
         x = c.start()
         lo, hi = np.where(c.log_sd, -9.0, -10.0), np.where(c.log_sd, 3.0, 10.0)
         f0, g, H = _derivatives(self.neg_log_post, x, 1e-3)
@@ -283,20 +295,22 @@ class _Laplace:
         steps = 0
         while steps < 60:
             steps += 1
-            step = np.clip(-np.linalg.solve(B, g), -1.0, 1.0)
+            step = -np.linalg.solve(B, g)
+            # at most 1 in every coordinate, scaled as a whole: clipping coordinates one
+            # by one can turn a descent direction into an ascent one
+            step /= max(1.0, float(np.max(np.abs(step))))
             slope = float(g @ step)
             # the mode only centres the proposal: a predicted gain of 1e-4 in the log
             # posterior is a hundredth of a posterior SD away
             if -slope < 2e-4:
                 break
-            t = 1.0
-            while t >= 1e-4:
-                nxt = np.clip(x + t * step, lo, hi)
-                if float(self.neg_log_post(nxt)[0]) <= f0 + 1e-4 * t * slope:
+            nxt = self._line_search(x, step, f0, slope, lo, hi)
+            if nxt is None:
+                # the quasi-Newton direction failed (an indefinite start): steepest descent
+                step = -g / max(1.0, float(np.max(np.abs(g))))
+                nxt = self._line_search(x, step, f0, float(g @ step), lo, hi)
+                if nxt is None:
                     break
-                t *= 0.5
-            else:
-                break
             self.freeze(nxt)
             f1, g1, _ = _derivatives(self.neg_log_post, nxt, 1e-3, hessian=False)
             sv, yv = nxt - x, g1 - g
@@ -308,7 +322,7 @@ class _Laplace:
                 break
         mode = c.fold(x)
         self.freeze(mode)
-        self.tol = _TOL_DRAWS
+        self.adapt, self.tol = False, _TOL_DRAWS
         H = _derivatives(self.neg_log_post, mode, 1e-3)[2]
         lam, V = np.linalg.eigh(H)
         # a flat direction (an SD the data do not inform) still needs a finite scale

@@ -97,11 +97,14 @@ def _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad, neg_h, e, v,
             # scaled by the curvature there (Newton's method: the log density is strictly
             # concave in w). Between refreshes the nodes stay put, so that Newton's
             # method in x works on one fixed, smooth function
-            # concave concentrated curvature can make plain Newton cycle: keep a bracket
-            # of the root of the derivative and bisect when a step leaves it
+            # Newton's method kept inside a bracket of the root of the derivative, with a
+            # bisection whenever a step leaves the bracket or fails to halve the last
+            # step (a sharply curved likelihood can make plain Newton bounce between the
+            # bracket's ends, as with four events and a client SD of 3)
             mu = 0.0
             curv = 1.0
             lo, hi = -np.inf, np.inf
+            last = np.inf
             for _ in range(200):
                 g1 = -mu
                 curv = 1.0
@@ -114,10 +117,13 @@ def _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad, neg_h, e, v,
                 else:
                     hi = mu
                 nxt = mu + g1 / curv
-                if not lo < nxt < hi:
-                    nxt = 0.5 * (lo + hi) if hi - lo < np.inf else mu + (4.0 if g1 > 0.0
-                                                                         else -4.0)
-                if abs(nxt - mu) < 1e-12:
+                if not lo < nxt < hi or abs(nxt - mu) > 0.5 * last:
+                    if hi - lo < np.inf:
+                        nxt = 0.5 * (lo + hi)
+                    elif abs(g1 / curv) > 4.0:
+                        nxt = mu + (4.0 if g1 > 0.0 else -4.0)
+                last = abs(nxt - mu)
+                if last < 1e-12:
                     break
                 mu = nxt
             shift = max(abs(mu - centre[i]), abs(math.log(curv) / 2 + math.log(spread[i])))
