@@ -76,6 +76,7 @@ __all__ = [
     "summarize_draws",
     "occasion_codes",
     "prior_scales",
+    "check_integer_options",
     "resampled_posterior",
     "post",
     "random_effect",
@@ -215,6 +216,15 @@ def resampled_posterior(estimator, data: pd.DataFrame, draws: int) -> Posterior:
     sample = res.draws(int(draws), rng)
     idata = az.from_dict(posterior={k: v[None, :] for k, v in sample.items()})
     return Posterior(est, idata, sample["effect"], df)
+
+
+def check_integer_options(options: dict, minimums: dict[str, int]) -> None:
+    """Refuse an option of ``minimums`` that is not an integer at least its minimum (a
+    boolean is not a number)."""
+    for key, low in minimums.items():
+        v = options[key]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+            raise EstimatorError(f"{key} must be an integer >= {low}, got {v!r}")
 
 
 def prior_scales(model: str, given: dict | None, defaults: dict[str, float]) -> dict[str, float]:

@@ -57,6 +57,7 @@ from models.bayes.base import (
     BayesEstimator,
     IdMap,
     Posterior,
+    check_integer_options,
     fused_callback,
     occasion_codes,
     parameter_offsets,
@@ -70,8 +71,10 @@ from models.bayes.logit_integrated import (
     PRIORS,
     BinaryPosterior,
     LogitData,
+    arm_sds,
     integrate_binary,
     marginal_risks,
+    therapist_in_arm,
 )
 from simulate.conventions import expit, gauss_hermite
 
@@ -116,14 +119,13 @@ class BayesBinaryNuts(BayesEstimator):
                 "client": client}
         sizes = {"occ": len(months), "unit": n_unit, "therapist": max(n_ther, 1),
                  "client": n_client}
-        arm = df["arm"].to_numpy()
         has_t = ther != -1
         # levels of each vector (units, therapists, clients), and whether its mean goes
         # into the intercept: units and clients always, therapists when every row has one
         data["levels"] = np.array([max(n_unit, 1), max(n_ther, 1), max(n_client, 1)], float)
         data["absorbed"] = np.array([1.0, float(has_t.all()), 1.0])
         meta = {"primary_index": p,
-                "therapist_in_arm": [bool(has_t[arm == a].any()) for a in (0, 1)],
+                "therapist_in_arm": therapist_in_arm(df),
                 "levels": {"unit": n_unit, "client": n_client,
                            "therapist": n_ther if has_t.all() else 0}}
         return data, sizes, meta
@@ -183,8 +185,7 @@ class BayesBinaryNuts(BayesEstimator):
         vu, vt, vc = (post(idata, f"sigma_{k}") ** 2 for k in ("unit", "therapist", "client"))
         x, w = gauss_hermite(40)
         risks = []
-        for a, eta in ((0, eta0), (1, eta1)):
-            s = np.sqrt(vu + vc + (vt if meta["therapist_in_arm"][a] else 0.0))
+        for eta, s in zip((eta0, eta1), arm_sds(vu, vt, vc, meta["therapist_in_arm"])):
             risks.append(expit(eta[:, None] + s[:, None] * x[None, :]) @ w)
         p0, p1 = risks
         rr = p1 / p0
@@ -318,12 +319,9 @@ class BayesBinary(Estimator):
     def __init__(self, plan=None, columns=None, **options):
         super().__init__(plan, columns, **options)
         self.priors = prior_scales(self.name, self.options["priors"], PRIORS)
-        o = self.options
-        for key, low in (("nodes", 3), ("inner", 8), ("first_draws", 8), ("max_draws", 8)):
-            v = o[key]
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-                raise EstimatorError(f"{key} must be an integer >= {low}, got {v!r}")
-        v = o["max_error"]
+        check_integer_options(self.options, {"nodes": 3, "inner": 8, "first_draws": 8,
+                                             "max_draws": 8})
+        v = self.options["max_error"]
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
             raise EstimatorError(f"max_error must be a positive number, got {v!r}")
 
@@ -416,13 +414,10 @@ def simulate_from_prior(df: pd.DataFrame, priors: dict[str, float], n: int, rng)
     eta = (alpha[:, None] + beta[:, occ] + delta[:, occ] * arm + level(unit, n_unit, "unit")
            + level(ther, n_ther, "therapist") + level(client, n_client, "client"))
     y = (rng.uniform(size=eta.shape) < expit(eta)).astype(float)
-    has_t = df["therapist"].to_numpy() != -1
-    arm_raw = df["arm"].to_numpy()
-    v = sig["unit"] ** 2 + sig["client"] ** 2
-    risks = []
-    for a, eta_a in ((0, alpha + beta[:, j]), (1, alpha + beta[:, j] + delta[:, j])):
-        s = np.sqrt(v + (sig["therapist"] ** 2 if has_t[arm_raw == a].any() else 0.0))
-        risks.append(marginal_risks(eta_a, s))
+    sds = arm_sds(sig["unit"] ** 2, sig["therapist"] ** 2, sig["client"] ** 2,
+                  therapist_in_arm(df))
+    risks = [marginal_risks(eta_a, s) for eta_a, s in
+             zip((alpha + beta[:, j], alpha + beta[:, j] + delta[:, j]), sds)]
     params = {"effect": risks[1] - risks[0], "var_unit": sig["unit"] ** 2,
               "var_therapist": sig["therapist"] ** 2 if n_ther else np.zeros(n),
               "var_client": sig["client"] ** 2}

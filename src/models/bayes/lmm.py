@@ -30,6 +30,7 @@ from models.bayes.base import (
     BayesEstimator,
     IdMap,
     Posterior,
+    check_integer_options,
     post,
     random_effect,
     resampled_posterior,
@@ -102,10 +103,7 @@ class _IntegratedLMM(Estimator):
         if self.options["client_cov"] not in ("unstructured", "diagonal"):
             raise EstimatorError("client_cov must be 'unstructured' or 'diagonal', got "
                                  f"{self.options['client_cov']!r}")
-        for key in ("first_draws", "max_draws"):
-            v = self.options[key]
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 8:
-                raise EstimatorError(f"{key} must be an integer >= 8, got {v!r}")
+        check_integer_options(self.options, {"first_draws": 8, "max_draws": 8})
 
     def _design(self, df: pd.DataFrame) -> _Design:
         return _Design(df, self.stepped, bool(self.options.get("unit_period", False)))

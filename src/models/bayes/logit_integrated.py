@@ -82,7 +82,8 @@ from models.bayes.integrated import (
 )
 from simulate.conventions import expit, gauss_hermite
 
-__all__ = ["PRIORS", "LogitData", "BinaryPosterior", "integrate_binary", "marginal_risks"]
+__all__ = ["PRIORS", "LogitData", "BinaryPosterior", "integrate_binary", "marginal_risks",
+           "arm_sds", "therapist_in_arm"]
 
 #: prior scales (logit scale): normal SDs of alpha, beta, delta; half-normal scales of SDs
 PRIORS = {"alpha": 2.5, "beta": 2.5, "delta": 2.5, "sigma_unit": 1.0,
@@ -140,9 +141,7 @@ class LogitData:
         yy = df["outcome"].to_numpy(float) if y is None else np.asarray(y, float)
         self.y = np.ascontiguousarray(yy[order])
         self.dim = self.p + self.n_unit + self.n_ther
-        has_t = df["therapist"].to_numpy() != -1
-        arm_raw = df["arm"].to_numpy()
-        self.therapist_in_arm = [bool(has_t[arm_raw == a].any()) for a in (0, 1)]
+        self.therapist_in_arm = therapist_in_arm(df)
         self.par_names = ["s_unit"] + (["s_ther"] if self.n_ther else []) + ["s_client"]
 
     def checksum(self, seed: int) -> int:
@@ -359,6 +358,21 @@ def _derivatives(f, x, h, hessian=True):
     return float(f0), g, H
 
 
+def therapist_in_arm(df: pd.DataFrame) -> list[bool]:
+    """Whether any client of arm 0 and of arm 1 has a therapist (partial nesting: the
+    control arm of the IPS pre-study has none)."""
+    has_t = df["therapist"].to_numpy() != -1
+    arm = df["arm"].to_numpy()
+    return [bool(has_t[arm == a].any()) for a in (0, 1)]
+
+
+def arm_sds(var_unit, var_therapist, var_client, in_arm) -> tuple:
+    """The SD of the summed random effects in each arm: the therapist variance counts in
+    an arm whose clients have therapists (``in_arm``, :func:`therapist_in_arm`)."""
+    v = var_unit + var_client
+    return tuple(np.sqrt(v + (var_therapist if in_arm[a] else 0.0)) for a in (0, 1))
+
+
 def marginal_risks(eta: np.ndarray, sd: np.ndarray) -> np.ndarray:
     """``E[expit(eta + sd Z)]``, ``Z ~ N(0, 1)``, elementwise (20-point quadrature: exact
     to ~1e-8 for the SDs a logit model meets)."""
@@ -469,9 +483,8 @@ def _risks(d: LogitData, theta, means, covs, rng, inner, left, right):
     z = rng.standard_normal((len(mu), inner, 2))
     z = z * np.where(z > 0, right, left)
     eta = mu[:, None, :] + np.einsum("sab,smb->sma", L, z)
-    v = theta[:, 0] ** 2 + theta[:, 2] ** 2
-    sd0 = np.sqrt(v + (theta[:, 1] ** 2 if d.therapist_in_arm[0] else 0.0))
-    sd1 = np.sqrt(v + (theta[:, 1] ** 2 if d.therapist_in_arm[1] else 0.0))
+    sd0, sd1 = arm_sds(theta[:, 0] ** 2, theta[:, 1] ** 2, theta[:, 2] ** 2,
+                       d.therapist_in_arm)
     p0 = marginal_risks(eta[..., 0], np.broadcast_to(sd0[:, None], eta.shape[:2]))
     p1 = marginal_risks(eta[..., 1], np.broadcast_to(sd1[:, None], eta.shape[:2]))
     return p0, p1

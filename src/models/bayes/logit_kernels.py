@@ -33,6 +33,15 @@ __all__ = ["client_nodes", "laplace", "laplace_batch", "objective"]
 
 
 @_jit
+def _rows_per_client(cptr):
+    """The most rows any client has (at least 1): the size of the per-client work arrays."""
+    width = 1
+    for i in range(cptr.shape[0] - 1):
+        width = max(width, cptr[i + 1] - cptr[i])
+    return width
+
+
+@_jit
 def _forward(chol, b):
     """Solve ``L z = b`` (``L`` lower triangular)."""
     d = b.shape[0]
@@ -64,14 +73,13 @@ def _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad, neg_h, e, v,
     """One pass over the clients at ``x``: the objective ``g(x)``, and its gradient and
     negative Hessian written into ``grad`` and ``neg_h``. With ``refresh`` the quadrature
     nodes (``centre``, ``spread`` per client) are first moved to the client modes at
-    ``x``; returns the objective, the largest move and the sum of the log node scales
-    (with one node, the part of the objective that is not maximized over x)."""
+    ``x``; returns the objective and the sum of the log node scales (with one node, the
+    part of the objective that is not maximized over x)."""
     d = x.shape[0]
     nq = t.shape[0]
     scale = np.array([1.0, theta[0], theta[1]])
     s_c = theta[2]
     obj = 0.0
-    moved = 0.0
     tau_sum = 0.0
     for j in range(d):
         obj -= 0.5 * prec[j] * x[j] * x[j]
@@ -126,9 +134,6 @@ def _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad, neg_h, e, v,
                 if last < 1e-12:
                     break
                 mu = nxt
-            shift = max(abs(mu - centre[i]), abs(math.log(curv) / 2 + math.log(spread[i])))
-            if shift > moved:
-                moved = shift
             centre[i] = mu
             spread[i] = 1.0 / math.sqrt(curv)
         mu = centre[i]
@@ -206,7 +211,7 @@ def _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad, neg_h, e, v,
                         c2 = cols[ss, jj]
                         if c2 >= 0:
                             neg_h[c, c2] += cj * base[ss, jj] * scale[kind[ss, jj]]
-    return obj, moved, tau_sum
+    return obj, tau_sum
 
 
 @_jit
@@ -229,13 +234,10 @@ def laplace(theta, x0, y, cptr, cols, base, kind, t, logw, prec, tol, max_iter, 
     iterations : int
     """
     d = x0.shape[0]
-    width = 0
-    for i in range(cptr.shape[0] - 1):
-        if cptr[i + 1] - cptr[i] > width:
-            width = cptr[i + 1] - cptr[i]
+    width = _rows_per_client(cptr)
     nq = t.shape[0]
-    e = np.empty((max(width, 1), nq))
-    v = np.empty((max(width, 1), nq))
+    e = np.empty((width, nq))
+    v = np.empty((width, nq))
     lq = np.empty(nq)
     grad = np.empty(d)
     neg_h = np.empty((d, d))
@@ -253,7 +255,7 @@ def laplace(theta, x0, y, cptr, cols, base, kind, t, logw, prec, tol, max_iter, 
     joint = nq == 1
     refresh = adapt or joint
     for it in range(max_iter):
-        obj, _, tau_sum = _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad,
+        obj, tau_sum = _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, grad,
                                 neg_h, e, v, lq, centre, spread, refresh)
         # what Newton's method maximizes (with one node, without the log node scales)
         merit = obj - tau_sum if joint else obj
@@ -303,11 +305,9 @@ def laplace(theta, x0, y, cptr, cols, base, kind, t, logw, prec, tol, max_iter, 
 def objective(theta, x, y, cptr, cols, base, kind, t, logw, prec, centre, spread):
     """``g(x)`` at ``theta`` with the quadrature nodes ``centre``, ``spread`` kept."""
     d = x.shape[0]
-    width = 1
-    for i in range(cptr.shape[0] - 1):
-        width = max(width, cptr[i + 1] - cptr[i])
+    width = _rows_per_client(cptr)
     nq = t.shape[0]
-    obj, _, _ = _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, np.empty(d),
+    obj, _ = _pass(x, theta, y, cptr, cols, base, kind, t, logw, prec, np.empty(d),
                    np.empty((d, d)), np.empty((width, nq)), np.empty((width, nq)),
                    np.empty(nq), centre.copy(), spread.copy(), False)
     return obj
@@ -318,9 +318,7 @@ def client_nodes(theta, x, y, cptr, cols, base, kind, t, logw, prec):
     """The adaptive nodes (``centre``, ``spread`` per client) at ``theta`` and ``x``."""
     d = x.shape[0]
     n_clients = cptr.shape[0] - 1
-    width = 1
-    for i in range(n_clients):
-        width = max(width, cptr[i + 1] - cptr[i])
+    width = _rows_per_client(cptr)
     nq = t.shape[0]
     centre = np.zeros(n_clients)
     spread = np.ones(n_clients)
